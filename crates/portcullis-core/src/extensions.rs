@@ -1,0 +1,52 @@
+//! Request extensions that layers hand to each other.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The TCP peer of the client connection, set by the listener.
+///
+/// In a plain axum app, set it from `ConnectInfo<SocketAddr>` with a small
+/// middleware (see `portcullis-forwarded`'s docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The local address the client connected to, set by the listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr(pub SocketAddr);
+
+/// Marks a request that arrived over TLS, set by the listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tls;
+
+/// The route that matched the request: its name and its template (`/droplets/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedRoute {
+    /// The route's configured name.
+    pub name: Arc<str>,
+    /// The path template, safe to use as a metric label.
+    pub template: Arc<str>,
+}
+
+/// The service the request is routed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceName(pub Arc<str>);
+
+impl ServiceName {
+    /// A service name.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self(name.into())
+    }
+}
+
+/// The authenticated identity of the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity(pub Arc<str>);
+
+/// The upstream endpoint the request was sent to, set by the balancer or proxy.
+///
+/// Also put in the response extensions so logs can name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedEndpoint {
+    /// The endpoint's id (its authority when it has no registered id).
+    pub id: Arc<str>,
+}

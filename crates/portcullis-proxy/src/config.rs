@@ -1,0 +1,91 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ConfigError;
+
+/// Settings of the upstream client: pool, limits and timeouts (R5).
+///
+/// Every field has a safe default; durations are human strings (`"500ms"`, `"30s"`).
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Upper bound on establishing a TCP connection to an upstream. Default: 5s.
+    #[serde(with = "crate::duration_str")]
+    pub connect_timeout: Duration,
+    /// Upper bound on waiting for the upstream's response headers after the request
+    /// was sent. Default: 60s.
+    #[serde(with = "crate::duration_str")]
+    pub response_header_timeout: Duration,
+    /// Upper bound on the whole exchange, response body included; `"0s"` disables.
+    /// Default: 0s (disabled: long downloads and streams are legitimate).
+    #[serde(with = "crate::duration_str")]
+    pub request_timeout: Duration,
+    /// How long an idle pooled connection is kept before it is closed. Default: 90s.
+    #[serde(with = "crate::duration_str")]
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per upstream. Default: 256.
+    pub pool_max_idle_per_upstream: usize,
+    /// Open connections allowed per upstream (idle and busy). Default: 1024.
+    pub max_connections_per_upstream: usize,
+    /// How long a request waits for a connection slot when the cap is reached,
+    /// before it is answered 503 `upstream_overloaded`. Default: 1s.
+    #[serde(with = "crate::duration_str")]
+    pub connection_wait_timeout: Duration,
+    /// Idle timeout of an upgraded (WebSocket) tunnel. Default: 300s.
+    #[serde(with = "crate::duration_str")]
+    pub tunnel_idle_timeout: Duration,
+    /// Send the upstream's authority as `Host` instead of the client's. Default: false.
+    pub set_upstream_host: bool,
+    /// Largest upstream response header section, in bytes. Default: 65536.
+    pub max_response_header_bytes: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            response_header_timeout: Duration::from_secs(60),
+            request_timeout: Duration::ZERO,
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_upstream: 256,
+            max_connections_per_upstream: 1024,
+            connection_wait_timeout: Duration::from_secs(1),
+            tunnel_idle_timeout: Duration::from_secs(300),
+            set_upstream_host: false,
+            max_response_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Checks every field and reports all mistakes.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errs = Vec::new();
+        let positive = [
+            ("connect_timeout", self.connect_timeout),
+            ("response_header_timeout", self.response_header_timeout),
+            ("pool_idle_timeout", self.pool_idle_timeout),
+            ("connection_wait_timeout", self.connection_wait_timeout),
+            ("tunnel_idle_timeout", self.tunnel_idle_timeout),
+        ];
+        for (key, d) in positive {
+            if d.is_zero() {
+                errs.push(ConfigError::ZeroDuration { key });
+            }
+        }
+        if self.max_connections_per_upstream == 0 {
+            errs.push(ConfigError::Zero {
+                key: "max_connections_per_upstream",
+            });
+        }
+        if self.max_response_header_bytes < 8192 {
+            errs.push(ConfigError::TooSmall {
+                key: "max_response_header_bytes",
+                value: self.max_response_header_bytes as u64,
+                min: 8192,
+            });
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+}

@@ -1,0 +1,345 @@
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{EXPECT, HOST, HeaderValue, UPGRADE};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use portcullis_core::{Cause, ErrorResponse, SelectedEndpoint};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::body::ProxyBody;
+use crate::connector::CappedConnector;
+use crate::error::{BoxError, ConfigError, UpstreamTimedOut, classify};
+use crate::{ProxyConfig, tunnel};
+
+type ClientBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The pooled upstream client shared by every [`Proxy`] of a gateway.
+///
+/// Cloning is cheap; clones share the pool and the per-upstream connection caps.
+#[derive(Clone, Debug)]
+pub struct ProxyClient {
+    inner: Arc<ClientInner>,
+}
+
+#[derive(Debug)]
+struct ClientInner {
+    client: Client<CappedConnector, ClientBody>,
+    config: ProxyConfig,
+}
+
+/// An upstream to forward to: `http://host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    scheme: Scheme,
+    authority: Authority,
+    id: Arc<str>,
+}
+
+/// The reverse-proxy [`Service`]: forwards each request to one of its upstreams
+/// (round robin) and streams the response back.
+///
+/// See the [crate docs](crate) for what it guarantees.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    client: ProxyClient,
+    upstreams: Arc<[Upstream]>,
+    next: Arc<AtomicUsize>,
+}
+
+/// The future of [`Proxy::call`]. Dropping it cancels the upstream request: the
+/// upstream connection is closed, not returned to the pool.
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>,
+}
+
+// === impl ProxyClient ===
+
+impl ProxyClient {
+    /// A client with these settings. Fails when the settings are invalid.
+    pub fn new(config: ProxyConfig) -> Result<Self, Vec<ConfigError>> {
+        config.validate()?;
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_keepalive(Some(std::time::Duration::from_secs(60)));
+        http.enforce_http(true);
+        let connector = CappedConnector::new(
+            http,
+            config.max_connections_per_upstream,
+            config.connection_wait_timeout,
+        );
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_upstream)
+            .http1_max_buf_size(config.max_response_header_bytes)
+            // The client's Host (or ours, per config) is set explicitly in `call`.
+            .set_host(false)
+            .build(connector);
+        Ok(Self {
+            inner: Arc::new(ClientInner { client, config }),
+        })
+    }
+
+    /// The settings this client was built with.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.inner.config
+    }
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    /// Parses `http://host[:port]` (a trailing `/` is allowed; no path, query or
+    /// user info).
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        let bad = |reason| ConfigError::BadUpstream {
+            url: url.to_owned(),
+            reason,
+        };
+        let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| bad("missing scheme"))?;
+        if scheme != Scheme::HTTP {
+            return Err(bad("only http:// upstreams are supported"));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| bad("missing host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("user info is not allowed"));
+        }
+        if authority.host().is_empty() {
+            return Err(bad("missing host"));
+        }
+        if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
+            return Err(bad("a path or query is not allowed"));
+        }
+        let id = Arc::from(authority.as_str());
+        Ok(Self {
+            scheme,
+            authority,
+            id,
+        })
+    }
+
+    /// The upstream's authority (`host:port`), used as its id in logs.
+    pub fn authority(&self) -> &str {
+        self.authority.as_str()
+    }
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    /// A proxy to these upstreams, balanced round robin.
+    pub fn new(client: ProxyClient, upstreams: Vec<Upstream>) -> Self {
+        Self {
+            client,
+            upstreams: upstreams.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The upstreams.
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.upstreams
+    }
+
+    fn pick(&self) -> Option<Upstream> {
+        let n = self.upstreams.len();
+        if n == 0 {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        self.upstreams.get(i).cloned()
+    }
+}
+
+impl<B> Service<Request<B>> for Proxy
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> ResponseFuture {
+        let upstream = self.pick();
+        let client = self.client.clone();
+        ResponseFuture {
+            inner: Box::pin(forward(client, upstream, req)),
+        }
+    }
+}
+
+async fn forward<B>(
+    client: ProxyClient,
+    upstream: Option<Upstream>,
+    mut req: Request<B>,
+) -> Result<Response<ProxyBody>, Infallible>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let Some(upstream) = upstream else {
+        return Ok(error(ErrorResponse::for_request(Cause::NoHealthyEndpoint, &req).retry_after(1), None));
+    };
+    let config = &client.inner.config;
+    let start = Instant::now();
+    let err_ctx = ErrorResponse::for_request(Cause::UpstreamUnreachable, &req);
+    let endpoint = SelectedEndpoint {
+        id: upstream.id.clone(),
+    };
+
+    // Hop-by-hop removal upstream of us leaves `Upgrade` only on real upgrades.
+    let client_upgrade = if req.headers().contains_key(UPGRADE) && req.version() == Version::HTTP_11 {
+        Some(hyper::upgrade::on(&mut req))
+    } else {
+        None
+    };
+
+    let (mut parts, body) = req.into_parts();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    if !parts.headers.contains_key(HOST) || config.set_upstream_host {
+        let host = if config.set_upstream_host {
+            Some(upstream.authority.as_str())
+        } else {
+            parts.uri.authority().map(Authority::as_str)
+        };
+        if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            parts.headers.insert(HOST, v);
+        }
+    }
+    let mut uri = Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(pq);
+    if parts.method == http::Method::CONNECT {
+        uri = Uri::builder().authority(upstream.authority.clone());
+    }
+    parts.uri = match uri.build() {
+        Ok(u) => u,
+        Err(_) => return Ok(error(err_ctx_with(&err_ctx, Cause::BadRequest), Some(endpoint))),
+    };
+    parts.version = Version::HTTP_11;
+    // The gateway answers `Expect: 100-continue` itself (hyper does when the body
+    // is first polled); the upstream gets the body without waiting.
+    parts.headers.remove(EXPECT);
+    parts.extensions = http::Extensions::new();
+    let body = body.map_err(Into::into).boxed_unsync();
+    let upstream_req = Request::from_parts(parts, body);
+
+    let overall = (!config.request_timeout.is_zero()).then(|| start + config.request_timeout);
+    let header_deadline = {
+        let d = start + config.response_header_timeout;
+        overall.map_or(d, |o| o.min(d))
+    };
+    let res = match tokio::time::timeout_at(header_deadline, client.inner.client.request(upstream_req)).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(e)) => {
+            let cause = classify(&e);
+            tracing::debug!(error = %DisplayChain(&e), cause = cause.as_str(), endpoint = %upstream.id, "upstream request failed");
+            return Ok(error(err_ctx_with(&err_ctx, cause), Some(endpoint)));
+        }
+        Err(_) => {
+            let e = UpstreamTimedOut::new("response headers");
+            tracing::debug!(error = %e, endpoint = %upstream.id, "upstream request failed");
+            return Ok(error(err_ctx_with(&err_ctx, Cause::UpstreamTimeout), Some(endpoint)));
+        }
+    };
+
+    let (mut parts, body) = res.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let mut tmp = Response::from_parts(parts, ());
+            let upstream_upgrade = hyper::upgrade::on(&mut tmp);
+            let (p, ()) = tmp.into_parts();
+            parts = p;
+            tokio::spawn(tunnel::run(client_upgrade, upstream_upgrade, config.tunnel_idle_timeout));
+        } else {
+            // A 101 to a request that did not ask for it cannot be relayed.
+            tracing::debug!(endpoint = %upstream.id, "upstream switched protocols unasked");
+            return Ok(error(err_ctx_with(&err_ctx, Cause::UpstreamInvalidResponse), Some(endpoint)));
+        }
+    }
+    let deadline = overall.map(|o| Box::pin(tokio::time::sleep_until(o)));
+    // The gateway speaks its own protocol version to the client, whatever the
+    // upstream's (an HTTP/1.0 origin must not turn keep-alive off for the client).
+    parts.version = Version::HTTP_11;
+    parts.extensions = http::Extensions::new();
+    parts.extensions.insert(endpoint);
+    Ok(Response::from_parts(parts, ProxyBody::upstream(body, deadline)))
+}
+
+fn err_ctx_with(ctx: &ErrorResponse, cause: Cause) -> ErrorResponse {
+    // Keeps the request id and service captured from the request.
+    let mut e = ctx.clone().with_cause(cause);
+    if cause == Cause::UpstreamOverloaded {
+        e = e.retry_after(1);
+    }
+    e
+}
+
+fn error(e: ErrorResponse, endpoint: Option<SelectedEndpoint>) -> Response<ProxyBody> {
+    let res = e.build();
+    let (mut parts, body) = res.into_parts();
+    if let Some(ep) = endpoint {
+        parts.extensions.insert(ep);
+    }
+    Response::from_parts(parts, ProxyBody::error(body))
+}
+
+/// Displays an error with its sources: `a: b: c`.
+struct DisplayChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        while let Some(e) = cur {
+            write!(f, ": {e}")?;
+            cur = e.source();
+        }
+        Ok(())
+    }
+}
+
+// === impl ResponseFuture ===
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ProxyBody>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,194 @@
+//! The command line: `run`, `proxy`, `check`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use toml::Spanned;
+
+use crate::config::{Config, RouteConfig, ServiceConfig};
+use crate::{admin, config, gateway, server};
+
+/// Portcullis: an HTTP edge gateway for microservices.
+#[derive(Parser, Debug)]
+#[command(name = "portcullis", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway from a config file, or from the embedded default (proxy on
+    /// 127.0.0.1:8080, admin on 127.0.0.1:9090, state in ./portcullis-state).
+    Run {
+        /// TOML config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// A zero-config reverse proxy with the default edge stack.
+    Proxy {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Upstream URL (http://host:port); repeat for round robin.
+        #[arg(long, required = true)]
+        upstream: Vec<String>,
+        /// Upper bound on the wait for the upstream's response headers (504 past it).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        /// Peer allowed to set X-Forwarded-* (CIDR or address); repeatable.
+        #[arg(long = "trusted-proxy")]
+        trusted_proxy: Vec<String>,
+    },
+    /// Validate a config file: prints each mistake with its line and reason.
+    Check {
+        /// TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    portcullis_proxy::duration_str::parse(s)
+}
+
+/// Runs a command until it finishes or `shutdown` resolves. Returns the exit code.
+pub async fn run_command(
+    command: Command,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<i32> {
+    match command {
+        Command::Check { config } => Ok(check(&config)),
+        Command::Run { config } => {
+            let cfg = match &config {
+                Some(path) => match config::load(path)? {
+                    Ok(c) => c,
+                    Err(mistakes) => {
+                        report(path, &mistakes);
+                        return Ok(1);
+                    }
+                },
+                None => Config::default(),
+            };
+            run(cfg, true, shutdown).await?;
+            Ok(0)
+        }
+        Command::Proxy {
+            listen,
+            upstream,
+            timeout,
+            trusted_proxy,
+        } => {
+            let mut cfg = Config::default();
+            cfg.server.listen = Spanned::new(0..0, listen.to_string());
+            cfg.server.trusted_proxies = trusted_proxy
+                .into_iter()
+                .map(|c| Spanned::new(0..0, c))
+                .collect();
+            if let Some(t) = timeout {
+                cfg.proxy.response_header_timeout = t;
+            }
+            cfg.services.push(ServiceConfig {
+                name: Spanned::new(0..0, "upstream".to_owned()),
+                endpoints: upstream.into_iter().map(|u| Spanned::new(0..0, u)).collect(),
+            });
+            cfg.routes.push(RouteConfig {
+                name: Some("default".to_owned()),
+                host: None,
+                path: Spanned::new(0..0, "/".to_owned()),
+                service: Spanned::new(0..0, "upstream".to_owned()),
+                length_required: false,
+                max_body: None,
+            });
+            let mistakes = cfg.validate("");
+            if !mistakes.is_empty() {
+                for m in &mistakes {
+                    eprintln!("error: {m}");
+                }
+                return Ok(2);
+            }
+            run(cfg, false, shutdown).await?;
+            Ok(0)
+        }
+    }
+}
+
+fn check(path: &Path) -> i32 {
+    match config::load(path) {
+        Err(e) => {
+            eprintln!("{}: {e:#}", path.display());
+            1
+        }
+        Ok(Err(mistakes)) => {
+            report(path, &mistakes);
+            1
+        }
+        Ok(Ok(_)) => {
+            eprintln!("{}: ok", path.display());
+            0
+        }
+    }
+}
+
+fn report(path: &Path, mistakes: &[config::Mistake]) {
+    for m in mistakes {
+        match (m.line, m.column) {
+            (Some(l), Some(c)) => eprintln!("{}:{l}:{c}: {}", path.display(), m.reason),
+            _ => eprintln!("{}: {}", path.display(), m.reason),
+        }
+    }
+    eprintln!("{}: {} mistake(s)", path.display(), mistakes.len());
+}
+
+async fn run(
+    cfg: Config,
+    with_admin: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let stack = gateway::build(&cfg)?;
+    let limits = gateway::limits(&cfg);
+    let addr: SocketAddr = cfg
+        .server
+        .listen
+        .get_ref()
+        .parse()
+        .context("server.listen")?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the proxy listener on {addr}"))?;
+    let admin_task = if with_admin {
+        let admin_addr: SocketAddr = cfg
+            .server
+            .admin_listen
+            .get_ref()
+            .parse()
+            .context("server.admin_listen")?;
+        if admin_addr == addr {
+            bail!("server.admin_listen must differ from server.listen");
+        }
+        if let Some(path) = admin::ensure_token(Path::new(&cfg.server.state_dir))? {
+            tracing::info!(path = %path.display(), "admin token file");
+        }
+        let admin = TcpListener::bind(admin_addr)
+            .await
+            .with_context(|| format!("binding the admin listener on {admin_addr}"))?;
+        tracing::info!(addr = %admin_addr, "admin listening");
+        Some(tokio::spawn(admin::serve(admin)))
+    } else {
+        None
+    };
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), routes = cfg.routes.len(), "proxy listening");
+    server::serve(listener, stack, limits, shutdown).await;
+    if let Some(t) = admin_task {
+        t.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

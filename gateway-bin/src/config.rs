@@ -1,0 +1,317 @@
+//! The TOML configuration file, its defaults and its validation (`portcullis check`).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use portcullis_proxy::{ProxyConfig, Upstream, duration_str};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// The whole configuration file.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listener, limits and timeouts.
+    pub server: ServerConfig,
+    /// The upstream client.
+    pub proxy: ProxyConfig,
+    /// Static services and their endpoints.
+    pub services: Vec<ServiceConfig>,
+    /// Routes from requests to services.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`: the client-facing listener.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the proxy listener. Default: 127.0.0.1:8080.
+    pub listen: Spanned<String>,
+    /// Address of the admin listener (`/healthz`, `/readyz`). Default: 127.0.0.1:9090.
+    pub admin_listen: Spanned<String>,
+    /// Folder for state (registrations, the generated admin token). Default: portcullis-state.
+    pub state_dir: String,
+    /// Client connections served at once; more wait `connection_wait`, then are
+    /// closed. Default: 10000.
+    pub max_connections: usize,
+    /// How long an accepted connection beyond `max_connections` may wait. Default: 100ms.
+    #[serde(with = "duration_str")]
+    pub connection_wait: Duration,
+    /// Time allowed to receive a request's header section; also how long an idle
+    /// keep-alive connection is kept (hyper starts this timer when it waits for the
+    /// next request). Default: 60s.
+    #[serde(with = "duration_str")]
+    pub header_timeout: Duration,
+    /// Largest request header section in bytes (431 beyond). Default: 32KiB.
+    #[serde(with = "crate::size")]
+    pub max_header_bytes: u64,
+    /// Most request header fields (431 beyond). Default: 100.
+    pub max_headers: usize,
+    /// Longest request target in bytes (414 beyond). Default: 8KiB.
+    #[serde(with = "crate::size")]
+    pub max_uri_bytes: u64,
+    /// Largest request body for routes that set none (413 beyond). Default: 1GiB.
+    #[serde(with = "crate::size")]
+    pub max_body: u64,
+    /// Serve HTTP/2 with prior knowledge (h2c) beside HTTP/1.1. Default: true.
+    pub http2: bool,
+    /// How long in-flight requests may run after SIGTERM before the gateway exits.
+    /// Default: 30s.
+    #[serde(with = "duration_str")]
+    pub shutdown_timeout: Duration,
+    /// Name put in `Via` headers. Default: portcullis.
+    pub via: String,
+    /// Peers whose X-Forwarded-* headers are trusted, as CIDRs. Default: none.
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// Also send the RFC 7239 `Forwarded` header. Default: false.
+    pub forwarded_header: bool,
+}
+
+/// `[[services]]`: a named set of upstream endpoints.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// Endpoint URLs (`http://host:port`), balanced round robin.
+    pub endpoints: Vec<Spanned<String>>,
+}
+
+/// `[[routes]]`: which requests go to which service.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name for logs; defaults to the path.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Host to match (port ignored, case-insensitive); any host when absent.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path: a prefix when it ends in `/`, else exact. Default: `/`.
+    #[serde(default = "default_path")]
+    pub path: Spanned<String>,
+    /// The service to forward to.
+    pub service: Spanned<String>,
+    /// Answer 411 to request bodies without `Content-Length`. Default: false.
+    #[serde(default)]
+    pub length_required: bool,
+    /// Largest request body; `server.max_body` when absent.
+    #[serde(default, with = "opt_size")]
+    pub max_body: Option<u64>,
+}
+
+fn default_path() -> Spanned<String> {
+    Spanned::new(0..0, "/".to_owned())
+}
+
+mod opt_size {
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => crate::size::serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        crate::size::deserialize(d).map(Some)
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: Spanned::new(0..0, "127.0.0.1:8080".to_owned()),
+            admin_listen: Spanned::new(0..0, "127.0.0.1:9090".to_owned()),
+            state_dir: "portcullis-state".to_owned(),
+            max_connections: 10_000,
+            connection_wait: Duration::from_millis(100),
+            header_timeout: Duration::from_secs(60),
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_body: 1 << 30,
+            http2: true,
+            shutdown_timeout: Duration::from_secs(30),
+            via: "portcullis".to_owned(),
+            trusted_proxies: Vec::new(),
+            forwarded_header: false,
+        }
+    }
+}
+
+/// One mistake in a config file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mistake {
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Mistake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: {}", self.reason),
+            _ => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// Parses and validates a config text; returns every mistake found.
+pub fn parse(text: &str) -> Result<Config, Vec<Mistake>> {
+    let config: Config = match toml::from_str(text) {
+        Ok(c) => c,
+        Err(e) => {
+            let (line, column) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+            return Err(vec![Mistake {
+                line,
+                column,
+                reason: e.message().trim().to_owned(),
+            }]);
+        }
+    };
+    let mistakes = config.validate(text);
+    if mistakes.is_empty() { Ok(config) } else { Err(mistakes) }
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> anyhow::Result<Result<Config, Vec<Mistake>>> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    Ok(parse(&text))
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl Config {
+    /// Semantic checks that TOML types cannot express. `text` locates mistakes.
+    pub fn validate(&self, text: &str) -> Vec<Mistake> {
+        let mut out = Vec::new();
+        let mut at = |span: Range<usize>, reason: String| {
+            let (line, column) = if span.is_empty() && span.start == 0 {
+                (None, None)
+            } else {
+                let (l, c) = line_col(text, span.start);
+                (Some(l), Some(c))
+            };
+            out.push(Mistake { line, column, reason });
+        };
+        let s = &self.server;
+        for (key, v) in [("server.listen", &s.listen), ("server.admin_listen", &s.admin_listen)] {
+            if v.get_ref().parse::<SocketAddr>().is_err() {
+                at(v.span(), format!("{key} must be an address like 127.0.0.1:8080, got {:?}", v.get_ref()));
+            }
+        }
+        if s.max_connections == 0 {
+            at(0..0, "server.max_connections must be greater than 0".into());
+        }
+        if s.header_timeout.is_zero() {
+            at(0..0, "server.header_timeout must be greater than 0s".into());
+        }
+        if s.max_header_bytes < 1024 || s.max_header_bytes > 1 << 20 {
+            at(0..0, format!("server.max_header_bytes must be between 1KiB and 1MiB, got {}", s.max_header_bytes));
+        }
+        if s.max_headers == 0 || s.max_headers > 1000 {
+            at(0..0, format!("server.max_headers must be between 1 and 1000, got {}", s.max_headers));
+        }
+        if s.max_uri_bytes < 64 || s.max_uri_bytes > 1 << 20 {
+            at(0..0, format!("server.max_uri_bytes must be between 64 and 1MiB, got {}", s.max_uri_bytes));
+        }
+        if portcullis_forwarded::ViaLayer::try_new(s.via.clone()).is_err() {
+            at(0..0, format!("server.via must be a token or host[:port], got {:?}", s.via));
+        }
+        for cidr in &s.trusted_proxies {
+            if let Err(e) = portcullis_forwarded::TrustedProxies::parse([cidr.get_ref()]) {
+                at(cidr.span(), format!("server.trusted_proxies: {e}"));
+            }
+        }
+        if let Err(errs) = self.proxy.validate() {
+            for e in errs {
+                at(0..0, e.to_string());
+            }
+        }
+        let mut names = HashSet::new();
+        for svc in &self.services {
+            let name = svc.name.get_ref();
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+                at(svc.name.span(), format!("service name must be letters, digits, '-', '_' or '.', got {name:?}"));
+            }
+            if !names.insert(name.clone()) {
+                at(svc.name.span(), format!("service {name:?} is defined twice"));
+            }
+            if svc.endpoints.is_empty() {
+                at(svc.name.span(), format!("service {name:?} has no endpoints"));
+            }
+            for ep in &svc.endpoints {
+                if let Err(e) = Upstream::parse(ep.get_ref()) {
+                    at(ep.span(), e.to_string());
+                }
+            }
+        }
+        let mut seen_routes = HashSet::new();
+        for r in &self.routes {
+            if !names.contains(r.service.get_ref()) {
+                at(r.service.span(), format!("route refers to unknown service {:?}", r.service.get_ref()));
+            }
+            let p = r.path.get_ref();
+            if !p.starts_with('/') {
+                at(r.path.span(), format!("route path must start with '/', got {p:?}"));
+            }
+            let key = (r.host.clone().map(|h| h.to_ascii_lowercase()), p.clone());
+            if !seen_routes.insert(key) {
+                at(r.path.span(), format!("route {p:?} is defined twice for the same host"));
+            }
+            if r.max_body == Some(0) {
+                at(r.path.span(), "route max_body must be greater than 0".into());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        assert!(parse("").is_ok());
+    }
+
+    #[test]
+    fn reports_every_semantic_mistake_with_lines() {
+        let text = "[server]\nlisten = \"nope\"\n\n[[services]]\nname = \"a\"\nendpoints = [\"ftp://x\"]\n\n[[routes]]\npath = \"/\"\nservice = \"b\"\n";
+        let errs = parse(text).unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!(errs[0].line, Some(2));
+        assert_eq!(errs[1].line, Some(6));
+        assert!(errs[1].reason.contains("only http://"), "{}", errs[1].reason);
+        assert_eq!(errs[2].line, Some(10));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let errs = parse("[server]\nheader_timeout = \"ten\"\n").unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].line, Some(2));
+        assert!(errs[0].reason.contains("invalid duration"), "{}", errs[0].reason);
+        let errs = parse("[server]\nbogus = 1\n").unwrap_err();
+        assert_eq!(errs[0].line, Some(2));
+    }
+}
