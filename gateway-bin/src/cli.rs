@@ -97,7 +97,10 @@ pub async fn run_command(
             }
             cfg.services.push(ServiceConfig {
                 name: Spanned::new(0..0, "upstream".to_owned()),
-                endpoints: upstream.into_iter().map(|u| Spanned::new(0..0, u)).collect(),
+                endpoints: upstream
+                    .into_iter()
+                    .map(|u| Spanned::new(0..0, u))
+                    .collect(),
             });
             cfg.routes.push(RouteConfig {
                 name: Some("default".to_owned()),
@@ -170,7 +173,8 @@ async fn run(
             .get_ref()
             .parse()
             .context("server.admin_listen")?;
-        if admin_addr == addr {
+        // Port 0 means "any free port" for both: only a fixed port can clash.
+        if admin_addr == addr && addr.port() != 0 {
             bail!("server.admin_listen must differ from server.listen");
         }
         if let Some(path) = admin::ensure_token(Path::new(&cfg.server.state_dir))? {
@@ -179,7 +183,7 @@ async fn run(
         let admin = TcpListener::bind(admin_addr)
             .await
             .with_context(|| format!("binding the admin listener on {admin_addr}"))?;
-        tracing::info!(addr = %admin_addr, "admin listening");
+        tracing::info!(addr = %admin.local_addr().unwrap_or(admin_addr), "admin listening");
         Some(tokio::spawn(admin::serve(admin)))
     } else {
         None

@@ -181,7 +181,11 @@ pub fn parse(text: &str) -> Result<Config, Vec<Mistake>> {
         }
     };
     let mistakes = config.validate(text);
-    if mistakes.is_empty() { Ok(config) } else { Err(mistakes) }
+    if mistakes.is_empty() {
+        Ok(config)
+    } else {
+        Err(mistakes)
+    }
 }
 
 /// Reads, parses and validates a config file.
@@ -210,13 +214,35 @@ impl Config {
                 let (l, c) = line_col(text, span.start);
                 (Some(l), Some(c))
             };
-            out.push(Mistake { line, column, reason });
+            out.push(Mistake {
+                line,
+                column,
+                reason,
+            });
         };
         let s = &self.server;
-        for (key, v) in [("server.listen", &s.listen), ("server.admin_listen", &s.admin_listen)] {
+        for (key, v) in [
+            ("server.listen", &s.listen),
+            ("server.admin_listen", &s.admin_listen),
+        ] {
             if v.get_ref().parse::<SocketAddr>().is_err() {
-                at(v.span(), format!("{key} must be an address like 127.0.0.1:8080, got {:?}", v.get_ref()));
+                at(
+                    v.span(),
+                    format!(
+                        "{key} must be an address like 127.0.0.1:8080, got {:?}",
+                        v.get_ref()
+                    ),
+                );
             }
+        }
+        if s.listen.get_ref() == s.admin_listen.get_ref() && !s.listen.get_ref().ends_with(":0") {
+            at(
+                s.admin_listen.span(),
+                format!(
+                    "server.admin_listen must differ from server.listen ({})",
+                    s.listen.get_ref()
+                ),
+            );
         }
         if s.max_connections == 0 {
             at(0..0, "server.max_connections must be greater than 0".into());
@@ -225,16 +251,37 @@ impl Config {
             at(0..0, "server.header_timeout must be greater than 0s".into());
         }
         if s.max_header_bytes < 1024 || s.max_header_bytes > 1 << 20 {
-            at(0..0, format!("server.max_header_bytes must be between 1KiB and 1MiB, got {}", s.max_header_bytes));
+            at(
+                0..0,
+                format!(
+                    "server.max_header_bytes must be between 1KiB and 1MiB, got {}",
+                    s.max_header_bytes
+                ),
+            );
         }
         if s.max_headers == 0 || s.max_headers > 1000 {
-            at(0..0, format!("server.max_headers must be between 1 and 1000, got {}", s.max_headers));
+            at(
+                0..0,
+                format!(
+                    "server.max_headers must be between 1 and 1000, got {}",
+                    s.max_headers
+                ),
+            );
         }
         if s.max_uri_bytes < 64 || s.max_uri_bytes > 1 << 20 {
-            at(0..0, format!("server.max_uri_bytes must be between 64 and 1MiB, got {}", s.max_uri_bytes));
+            at(
+                0..0,
+                format!(
+                    "server.max_uri_bytes must be between 64 and 1MiB, got {}",
+                    s.max_uri_bytes
+                ),
+            );
         }
         if portcullis_forwarded::ViaLayer::try_new(s.via.clone()).is_err() {
-            at(0..0, format!("server.via must be a token or host[:port], got {:?}", s.via));
+            at(
+                0..0,
+                format!("server.via must be a token or host[:port], got {:?}", s.via),
+            );
         }
         for cidr in &s.trusted_proxies {
             if let Err(e) = portcullis_forwarded::TrustedProxies::parse([cidr.get_ref()]) {
@@ -249,14 +296,27 @@ impl Config {
         let mut names = HashSet::new();
         for svc in &self.services {
             let name = svc.name.get_ref();
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-                at(svc.name.span(), format!("service name must be letters, digits, '-', '_' or '.', got {name:?}"));
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            {
+                at(
+                    svc.name.span(),
+                    format!("service name must be letters, digits, '-', '_' or '.', got {name:?}"),
+                );
             }
             if !names.insert(name.clone()) {
-                at(svc.name.span(), format!("service {name:?} is defined twice"));
+                at(
+                    svc.name.span(),
+                    format!("service {name:?} is defined twice"),
+                );
             }
             if svc.endpoints.is_empty() {
-                at(svc.name.span(), format!("service {name:?} has no endpoints"));
+                at(
+                    svc.name.span(),
+                    format!("service {name:?} has no endpoints"),
+                );
             }
             for ep in &svc.endpoints {
                 if let Err(e) = Upstream::parse(ep.get_ref()) {
@@ -267,18 +327,30 @@ impl Config {
         let mut seen_routes = HashSet::new();
         for r in &self.routes {
             if !names.contains(r.service.get_ref()) {
-                at(r.service.span(), format!("route refers to unknown service {:?}", r.service.get_ref()));
+                at(
+                    r.service.span(),
+                    format!("route refers to unknown service {:?}", r.service.get_ref()),
+                );
             }
             let p = r.path.get_ref();
             if !p.starts_with('/') {
-                at(r.path.span(), format!("route path must start with '/', got {p:?}"));
+                at(
+                    r.path.span(),
+                    format!("route path must start with '/', got {p:?}"),
+                );
             }
             let key = (r.host.clone().map(|h| h.to_ascii_lowercase()), p.clone());
             if !seen_routes.insert(key) {
-                at(r.path.span(), format!("route {p:?} is defined twice for the same host"));
+                at(
+                    r.path.span(),
+                    format!("route {p:?} is defined twice for the same host"),
+                );
             }
             if r.max_body == Some(0) {
-                at(r.path.span(), "route max_body must be greater than 0".into());
+                at(
+                    r.path.span(),
+                    "route max_body must be greater than 0".into(),
+                );
             }
         }
         out
@@ -301,7 +373,11 @@ mod tests {
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert_eq!(errs[0].line, Some(2));
         assert_eq!(errs[1].line, Some(6));
-        assert!(errs[1].reason.contains("only http://"), "{}", errs[1].reason);
+        assert!(
+            errs[1].reason.contains("only http://"),
+            "{}",
+            errs[1].reason
+        );
         assert_eq!(errs[2].line, Some(10));
     }
 
@@ -310,7 +386,11 @@ mod tests {
         let errs = parse("[server]\nheader_timeout = \"ten\"\n").unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].line, Some(2));
-        assert!(errs[0].reason.contains("invalid duration"), "{}", errs[0].reason);
+        assert!(
+            errs[0].reason.contains("invalid duration"),
+            "{}",
+            errs[0].reason
+        );
         let errs = parse("[server]\nbogus = 1\n").unwrap_err();
         assert_eq!(errs[0].line, Some(2));
     }

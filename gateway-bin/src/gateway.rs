@@ -32,7 +32,10 @@ pub fn build(config: &Config) -> anyhow::Result<Stack> {
             .map(|e| Upstream::parse(e.get_ref()))
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("service {}", svc.name.get_ref()))?;
-        proxies.insert(svc.name.get_ref().clone(), Proxy::new(client.clone(), upstreams));
+        proxies.insert(
+            svc.name.get_ref().clone(),
+            Proxy::new(client.clone(), upstreams),
+        );
     }
     let mut routes = Vec::new();
     for r in &config.routes {

@@ -111,9 +111,7 @@ pub async fn serve<S, B>(
             limits: limits.clone(),
         };
         let io = TokioIo::new(InspectedIo::new(stream, Some(inspector)));
-        let conn = builder
-            .serve_connection_with_upgrades(io, svc)
-            .into_owned();
+        let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(error) = conn.await {
@@ -124,7 +122,10 @@ pub async fn serve<S, B>(
     }
     drop(listener);
     let open = graceful.count();
-    tracing::info!(open_connections = open, "shutting down, draining in-flight requests");
+    tracing::info!(
+        open_connections = open,
+        "shutting down, draining in-flight requests"
+    );
     if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
         .await
         .is_err()
@@ -202,10 +203,7 @@ where
 }
 
 fn check_limits<B>(req: &Request<B>, limits: &ListenerLimits) -> Option<Cause> {
-    let uri_len = req
-        .uri()
-        .path_and_query()
-        .map_or(0, |pq| pq.as_str().len())
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len())
         + req.uri().authority().map_or(0, |a| a.as_str().len());
     if uri_len > limits.max_uri_bytes {
         return Some(Cause::UriTooLong);

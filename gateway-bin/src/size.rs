@@ -18,7 +18,11 @@ pub fn parse(s: &str) -> Result<u64, String> {
         "MiB" | "M" => 1 << 20,
         "GB" => 1_000_000_000,
         "GiB" | "G" => 1 << 30,
-        other => return Err(format!("invalid size unit {other:?} in {s:?} (use B, KiB, MiB, GiB, KB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?} in {s:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("size {s:?} is too large"))

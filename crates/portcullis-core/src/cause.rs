@@ -81,9 +81,7 @@ impl Cause {
             Cause::UriTooLong => StatusCode::URI_TOO_LONG,
             Cause::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Cause::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Cause::UpstreamUnreachable | Cause::UpstreamInvalidResponse => {
-                StatusCode::BAD_GATEWAY
-            }
+            Cause::UpstreamUnreachable | Cause::UpstreamInvalidResponse => StatusCode::BAD_GATEWAY,
             Cause::NoHealthyEndpoint | Cause::UpstreamOverloaded | Cause::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -153,7 +151,11 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for c in Cause::ALL {
             assert!(seen.insert(c.as_str()), "duplicate {c}");
-            assert!(c.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(
+                c.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
             assert!(c.status().is_client_error() || c.status().is_server_error());
         }
     }

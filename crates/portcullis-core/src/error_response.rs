@@ -110,10 +110,17 @@ impl ErrorResponse {
         let mut res = Response::new(ErrorBody::new(body));
         *res.status_mut() = self.cause.status();
         let h = res.headers_mut();
-        h.insert(PORTCULLIS_ERROR, HeaderValue::from_static(self.cause.as_str()));
+        h.insert(
+            PORTCULLIS_ERROR,
+            HeaderValue::from_static(self.cause.as_str()),
+        );
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(id) = self.request_id.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        if let Some(id) = self
+            .request_id
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
             h.insert(X_REQUEST_ID, id);
         }
         if let Some(secs) = self.retry_after {
@@ -175,7 +182,8 @@ mod tests {
     #[test]
     fn takes_request_id_and_service_from_request() {
         let mut req = Request::new(());
-        req.headers_mut().insert(X_REQUEST_ID, HeaderValue::from_static("r-1"));
+        req.headers_mut()
+            .insert(X_REQUEST_ID, HeaderValue::from_static("r-1"));
         req.extensions_mut().insert(ServiceName::new("api"));
         let r = ErrorResponse::for_request(Cause::UpstreamUnreachable, &req);
         assert_eq!(

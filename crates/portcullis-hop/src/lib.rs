@@ -40,7 +40,10 @@
 //!   matched in any case, over all `Connection` lines, ignoring whitespace and empty
 //!   list elements (`close,,  X-Foo ,` names `x-foo`).
 //! - `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`,
-//!   `Trailer`, `Transfer-Encoding` and `Upgrade`.
+//!   `Transfer-Encoding` and `Upgrade`.
+//! - Not `Trailer`: it declares the trailer fields of the message, end to end
+//!   (RFC 9110 §6.6.2), and hyper sends only declared trailer fields, so removing
+//!   it would lose the trailers themselves.
 //! - `TE`, except that when a request's `TE` lists `trailers`, exactly
 //!   `TE: trailers` is forwarded (gRPC needs it). A response never keeps `TE`.
 //!

@@ -9,14 +9,18 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Headers that are always hop-by-hop, whatever `Connection` says.
-const HOP_BY_HOP: [HeaderName; 9] = [
+///
+/// `Trailer` is not among them although DESIGN.md's R2 lists it: RFC 9110 §6.6.2
+/// makes it end-to-end metadata, and hyper writes trailer fields only when the
+/// message declares them in `Trailer`, so removing it would drop every trailer
+/// (R1: "Trailers pass").
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];

@@ -42,14 +42,13 @@ fn kv(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-const HOP_HEADERS: [(&str, &str); 9] = [
+const HOP_HEADERS: [(&str, &str); 8] = [
     ("connection", "close"),
     ("keep-alive", "timeout=5, max=100"),
     ("proxy-connection", "keep-alive"),
     ("proxy-authenticate", "Basic realm=\"proxy\""),
     ("proxy-authorization", "Basic Zm9vOmJhcg=="),
     ("te", "gzip"),
-    ("trailer", "grpc-status"),
     ("transfer-encoding", "chunked"),
     ("upgrade", "websocket"),
 ];
@@ -314,4 +313,27 @@ async fn works_inside_an_axum_router() {
     assert_eq!(res.headers()["x-public"], "2");
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"x-bar,te");
+}
+
+#[tokio::test]
+async fn trailer_declaration_is_kept_both_ways() {
+    let req = Request::post("/")
+        .header("trailer", "grpc-status")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let svc = tower::Layer::layer(
+        &HopByHopLayer::new(),
+        service_fn(|req: Request<()>| async move {
+            assert_eq!(req.headers()["trailer"], "grpc-status");
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("trailer", "grpc-status, grpc-message")
+                    .body(())
+                    .unwrap(),
+            )
+        }),
+    );
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["trailer"], "grpc-status, grpc-message");
 }

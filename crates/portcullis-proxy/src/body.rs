@@ -69,9 +69,7 @@ impl Body for ProxyBody {
             KindProj::Upstream { body, deadline } => {
                 if let Some(d) = deadline {
                     if d.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(Box::new(UpstreamTimedOut::new(
-                            "request",
-                        )))));
+                        return Poll::Ready(Some(Err(Box::new(UpstreamTimedOut::new("request")))));
                     }
                 }
                 body.poll_frame(cx).map_err(Into::into)
@@ -94,4 +92,3 @@ impl Body for ProxyBody {
         }
     }
 }
-

@@ -202,7 +202,10 @@ where
     B::Error: Into<BoxError>,
 {
     let Some(upstream) = upstream else {
-        return Ok(error(ErrorResponse::for_request(Cause::NoHealthyEndpoint, &req).retry_after(1), None));
+        return Ok(error(
+            ErrorResponse::for_request(Cause::NoHealthyEndpoint, &req).retry_after(1),
+            None,
+        ));
     };
     let config = &client.inner.config;
     let start = Instant::now();
@@ -212,7 +215,8 @@ where
     };
 
     // Hop-by-hop removal upstream of us leaves `Upgrade` only on real upgrades.
-    let client_upgrade = if req.headers().contains_key(UPGRADE) && req.version() == Version::HTTP_11 {
+    let client_upgrade = if req.headers().contains_key(UPGRADE) && req.version() == Version::HTTP_11
+    {
         Some(hyper::upgrade::on(&mut req))
     } else {
         None
@@ -225,10 +229,16 @@ where
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     if !parts.headers.contains_key(HOST) || config.set_upstream_host {
+        // An HTTP/2 client names the host in :authority; a request that lost its
+        // Host (a client may name it in `Connection`) gets the upstream's.
         let host = if config.set_upstream_host {
             Some(upstream.authority.as_str())
         } else {
-            parts.uri.authority().map(Authority::as_str)
+            parts
+                .uri
+                .authority()
+                .map(Authority::as_str)
+                .or(Some(upstream.authority.as_str()))
         };
         if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
             parts.headers.insert(HOST, v);
@@ -243,7 +253,12 @@ where
     }
     parts.uri = match uri.build() {
         Ok(u) => u,
-        Err(_) => return Ok(error(err_ctx_with(&err_ctx, Cause::BadRequest), Some(endpoint))),
+        Err(_) => {
+            return Ok(error(
+                err_ctx_with(&err_ctx, Cause::BadRequest),
+                Some(endpoint),
+            ));
+        }
     };
     parts.version = Version::HTTP_11;
     // The gateway answers `Expect: 100-continue` itself (hyper does when the body
@@ -258,7 +273,12 @@ where
         let d = start + config.response_header_timeout;
         overall.map_or(d, |o| o.min(d))
     };
-    let res = match tokio::time::timeout_at(header_deadline, client.inner.client.request(upstream_req)).await {
+    let res = match tokio::time::timeout_at(
+        header_deadline,
+        client.inner.client.request(upstream_req),
+    )
+    .await
+    {
         Ok(Ok(res)) => res,
         Ok(Err(e)) => {
             let cause = classify(&e);
@@ -268,7 +288,10 @@ where
         Err(_) => {
             let e = UpstreamTimedOut::new("response headers");
             tracing::debug!(error = %e, endpoint = %upstream.id, "upstream request failed");
-            return Ok(error(err_ctx_with(&err_ctx, Cause::UpstreamTimeout), Some(endpoint)));
+            return Ok(error(
+                err_ctx_with(&err_ctx, Cause::UpstreamTimeout),
+                Some(endpoint),
+            ));
         }
     };
 
@@ -279,11 +302,18 @@ where
             let upstream_upgrade = hyper::upgrade::on(&mut tmp);
             let (p, ()) = tmp.into_parts();
             parts = p;
-            tokio::spawn(tunnel::run(client_upgrade, upstream_upgrade, config.tunnel_idle_timeout));
+            tokio::spawn(tunnel::run(
+                client_upgrade,
+                upstream_upgrade,
+                config.tunnel_idle_timeout,
+            ));
         } else {
             // A 101 to a request that did not ask for it cannot be relayed.
             tracing::debug!(endpoint = %upstream.id, "upstream switched protocols unasked");
-            return Ok(error(err_ctx_with(&err_ctx, Cause::UpstreamInvalidResponse), Some(endpoint)));
+            return Ok(error(
+                err_ctx_with(&err_ctx, Cause::UpstreamInvalidResponse),
+                Some(endpoint),
+            ));
         }
     }
     let deadline = overall.map(|o| Box::pin(tokio::time::sleep_until(o)));
@@ -292,7 +322,10 @@ where
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
     parts.extensions.insert(endpoint);
-    Ok(Response::from_parts(parts, ProxyBody::upstream(body, deadline)))
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::upstream(body, deadline),
+    ))
 }
 
 fn err_ctx_with(ctx: &ErrorResponse, cause: Cause) -> ErrorResponse {

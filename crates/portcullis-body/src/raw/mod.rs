@@ -28,9 +28,6 @@ mod tests;
 /// How many verdicts may wait to be taken before the inspector gives up.
 const MAX_QUEUED_VERDICTS: usize = 64;
 
-/// A head buffer grown past this is released after use rather than kept.
-const KEEP_HEAD_CAPACITY: usize = 16 * 1024;
-
 /// The inspector's judgement of one raw request head.
 ///
 /// The listener inserts it into the request's extensions; see the
@@ -218,12 +215,17 @@ impl HeadInspector {
                     self.head_too_large();
                     return input.len();
                 };
-                self.head.extend_from_slice(part);
-                let outcome = analyse(&self.head);
-                self.head.clear();
-                if self.head.capacity() > KEEP_HEAD_CAPACITY {
+                // The common case, a head that arrived in one read, is analysed in
+                // place; a head split across reads was buffered, and its buffer is
+                // freed so that idle keep-alive connections hold no head memory.
+                let outcome = if self.head.is_empty() {
+                    analyse(part)
+                } else {
+                    self.head.extend_from_slice(part);
+                    let outcome = analyse(&self.head);
                     self.head = Vec::new();
-                }
+                    outcome
+                };
                 self.apply(outcome);
                 end
             }

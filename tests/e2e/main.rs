@@ -1,0 +1,25 @@
+//! End-to-end tests of the `portcullis` binary over real sockets: a raw client on
+//! one side, a raw recording origin on the other, and assertions on the exact bytes
+//! each side saw.
+//!
+//! Every test starts its own gateway process on `127.0.0.1:0` and kills it when it
+//! ends; every network wait has a timeout.
+
+// Test support code panics on purpose: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod body_limits;
+mod check;
+mod disconnect;
+mod forwarding;
+mod framing;
+mod hop_by_hop;
+mod large_bodies;
+mod paths;
+mod responses;
+mod shutdown;
+mod startup;
+mod upgrade;
+mod upstream_errors;

@@ -1,0 +1,209 @@
+//! The `portcullis` binary as a child process: started on port 0, its address read
+//! from its JSON log, its stderr drained, killed on drop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long the gateway may take to start listening (the machine is shared).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty temporary folder, removed by [`TempDir`]'s drop.
+#[derive(Debug)]
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new() -> Self {
+        let n = DIRS.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("portcullis-e2e-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    /// Writes `text` to `name` inside the folder; returns the file's path.
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port nothing listens on (bound, then released).
+pub(crate) fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A port that refuses connections for as long as the returned socket lives: bound
+/// but not listening, so no other test can take it meanwhile.
+pub(crate) fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    (socket, port)
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub(crate) struct Gateway {
+    child: Child,
+    pid: u32,
+    /// The proxy listener's address.
+    pub(crate) addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    _dir: Option<TempDir>,
+}
+
+impl Gateway {
+    /// `portcullis proxy --listen 127.0.0.1:0 --upstream U... EXTRA...`.
+    pub(crate) async fn proxy(upstreams: &[&str], extra: &[&str]) -> Self {
+        let mut args = vec!["proxy", "--listen", "127.0.0.1:0"];
+        for u in upstreams {
+            args.extend(["--upstream", u]);
+        }
+        args.extend(extra);
+        Self::start(&args, None).await
+    }
+
+    /// `portcullis run --config FILE`, the file being a `[server]` section (listen
+    /// on port 0, admin on a free port, state in a temp folder, then
+    /// `server_extra`), followed by `rest`.
+    pub(crate) async fn run(server_extra: &str, rest: &str) -> Self {
+        // A free port rather than port 0: the gateway refuses an admin address
+        // equal to the proxy's, and "127.0.0.1:0" equals "127.0.0.1:0" (see the
+        // ignored test `startup::both_listeners_on_port_zero`).
+        let admin = format!("127.0.0.1:{}", free_port());
+        Self::run_with_admin(&admin, server_extra, rest).await
+    }
+
+    /// As [`Gateway::run`], with this `admin_listen`.
+    pub(crate) async fn run_with_admin(admin: &str, server_extra: &str, rest: &str) -> Self {
+        let dir = TempDir::new();
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"{admin}\"\nstate_dir = {:?}\n{server_extra}\n\n{rest}\n",
+            dir.0.join("state").display().to_string(),
+        );
+        let path = dir.write("portcullis.toml", &text);
+        let path = path.to_str().expect("utf-8 temp path").to_owned();
+        Self::start(&["run", "--config", &path], Some(dir)).await
+    }
+
+    async fn start(args: &[&str], dir: Option<TempDir>) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn portcullis");
+        let pid = child.id().expect("child pid");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = logs.clone();
+        // Keeps draining stderr for the child's whole life, so it never blocks on a
+        // full pipe.
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().expect("logs").push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let found = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = rx.recv().await {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if v["message"] == "proxy listening" {
+                    return v["addr"]
+                        .as_str()
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                }
+            }
+            None
+        })
+        .await;
+        let logs_now = logs.lock().expect("logs").join("\n");
+        let addr = match found {
+            Ok(Some(addr)) => addr,
+            Ok(None) => panic!("portcullis {args:?} exited before listening:\n{logs_now}"),
+            Err(_) => {
+                panic!("portcullis {args:?} did not log \"proxy listening\" in time:\n{logs_now}")
+            }
+        };
+        Self {
+            child,
+            pid,
+            addr,
+            logs,
+            _dir: dir,
+        }
+    }
+
+    /// Everything the gateway logged so far.
+    pub(crate) fn logs(&self) -> String {
+        self.logs.lock().expect("logs").join("\n")
+    }
+
+    /// Peak resident set size (`VmHWM`) in KiB.
+    pub(crate) fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(Path::new("/proc").join(self.pid.to_string()).join("status"))
+                .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+
+    /// Sends SIGTERM to this gateway (and nothing else).
+    pub(crate) async fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.pid);
+    }
+
+    /// Waits for the process to exit.
+    pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => status.expect("wait for portcullis"),
+            Err(_) => panic!(
+                "portcullis did not exit within {timeout:?}:\n{}",
+                self.logs()
+            ),
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.try_wait();
+    }
+}
