@@ -13,13 +13,12 @@ use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use portcullis_core::{Cause, ErrorBody, ErrorResponse, LocalAddr, PeerAddr};
 use portcullis_proxy::BoxError;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 use tower::{Service, ServiceExt};
 
 use crate::io::{InspectedIo, SharedInspector};
@@ -63,9 +62,9 @@ pub async fn serve<S, B>(
     B::Error: Into<BoxError>,
 {
     let limits = Arc::new(limits);
-    let builder = builder(&limits);
+    let builders = Arc::new(Builders::new(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let (drain_tx, drain_rx) = watch::channel(false);
     tokio::pin!(shutdown);
 
     loop {
@@ -110,23 +109,23 @@ pub async fn serve<S, B>(
             inspector: inspector.clone(),
             limits: limits.clone(),
         };
-        let io = TokioIo::new(InspectedIo::new(stream, Some(inspector)));
-        let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
-        let conn = graceful.watch(conn);
+        let builders = builders.clone();
+        let drain = drain_rx.clone();
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(error = %error, peer_addr = %peer, "connection ended with an error");
-            }
+            serve_connection(stream, peer, svc, inspector, &builders, drain).await;
             drop(permit);
         });
     }
     drop(listener);
-    let open = graceful.count();
+    let open = limits.max_connections - slots.available_permits();
     tracing::info!(
         open_connections = open,
         "shutting down, draining in-flight requests"
     );
-    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
+    let _ = drain_tx.send(true);
+    // Every connection holds a slot until it ends: all slots back means all closed.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all))
         .await
         .is_err()
     {
@@ -134,23 +133,129 @@ pub async fn serve<S, B>(
     }
 }
 
-fn builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    // hyper's own limits sit just above ours, so that our checks answer with the
-    // gateway's error shape and hyper's bare 431/414 remain a backstop.
-    let buf = (limits.max_header_bytes + limits.max_uri_bytes + 4096).max(8192);
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(buf)
-        .max_headers(limits.max_headers + 1)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(buf).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    if limits.http2 { b } else { b.http1_only() }
+/// The protocol builders, configured once.
+struct Builders {
+    h1: http1::Builder,
+    h2: Option<http2::Builder<TokioExecutor>>,
+    header_timeout: Duration,
+}
+
+impl Builders {
+    fn new(limits: &ListenerLimits) -> Self {
+        // hyper's own limits sit just above ours, so that our checks answer with
+        // the gateway's error shape and hyper's bare 431/414 remain a backstop.
+        let buf = (limits.max_header_bytes + limits.max_uri_bytes + 4096).max(8192);
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(buf)
+            .max_headers(limits.max_headers + 1)
+            .keep_alive(true);
+        let h2 = limits.http2.then(|| {
+            let mut h2 = http2::Builder::new(TokioExecutor::new());
+            h2.timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(buf).unwrap_or(u32::MAX))
+                .max_concurrent_streams(256)
+                .keep_alive_interval(Some(Duration::from_secs(30)));
+            h2
+        });
+        Self {
+            h1,
+            h2,
+            header_timeout: limits.header_timeout,
+        }
+    }
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the client opens with the HTTP/2 preface (h2c with prior knowledge).
+/// `None` when the client sent nothing useful in time or went away.
+async fn is_h2(stream: &TcpStream, timeout: Duration) -> Option<bool> {
+    let look = async {
+        let mut buf = [0u8; 24];
+        loop {
+            let n = stream.peek(&mut buf).await.ok()?;
+            let seen = buf.get(..n).unwrap_or(&[]);
+            if n == 0 {
+                return None;
+            }
+            if !H2_PREFACE.starts_with(seen) {
+                return Some(false);
+            }
+            if n >= H2_PREFACE.len() {
+                return Some(true);
+            }
+            // A preface arriving in pieces (rare): wait for more bytes.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(timeout, look).await.ok().flatten()
+}
+
+/// Serves one client connection. HTTP/1 and HTTP/2 get their own hyper
+/// connection types (not hyper-util's `auto`, whose future is sized for both), so
+/// an idle HTTP/1 keep-alive connection costs no more than hyper's own state.
+async fn serve_connection<S, B>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    svc: ConnService<S>,
+    inspector: SharedInspector,
+    builders: &Builders,
+    mut drain: watch::Receiver<bool>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let h2 = match &builders.h2 {
+        Some(_) => match is_h2(&stream, builders.header_timeout).await {
+            Some(h2) => h2,
+            None => return,
+        },
+        None => false,
+    };
+    // The connection is pinned in place in this future (not moved into a helper
+    // future), so the spawned task holds one copy of hyper's connection state.
+    let result = if let (true, Some(h2b)) = (h2, &builders.h2) {
+        let io = TokioIo::new(InspectedIo::new(stream, None));
+        // Boxed: HTTP/2's larger state lives on the heap, only for h2 connections.
+        let mut conn = Box::pin(h2b.serve_connection(io, svc));
+        let done = tokio::select! {
+            res = conn.as_mut() => Some(res),
+            _ = drain.wait_for(|d| *d) => None,
+        };
+        match done {
+            Some(res) => res,
+            None => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    } else {
+        let io = TokioIo::new(InspectedIo::new(stream, Some(inspector)));
+        let mut conn = std::pin::pin!(builders.h1.serve_connection(io, svc).with_upgrades());
+        let done = tokio::select! {
+            res = conn.as_mut() => Some(res),
+            _ = drain.wait_for(|d| *d) => None,
+        };
+        match done {
+            Some(res) => res,
+            None => {
+                // Finish the request in flight, then close; idle connections
+                // close at once.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, peer_addr = %peer, "connection ended with an error");
+    }
 }
 
 /// The per-connection service: sets the connection's request extensions, applies

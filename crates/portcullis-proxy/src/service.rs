@@ -15,7 +15,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use portcullis_core::{Cause, ErrorResponse, SelectedEndpoint};
+use portcullis_core::{Cause, ErrorResponse, SelectedEndpoint, ServiceName};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -209,7 +209,7 @@ where
     };
     let config = &client.inner.config;
     let start = Instant::now();
-    let err_ctx = ErrorResponse::for_request(Cause::UpstreamUnreachable, &req);
+    let err_ctx = ErrCtx::of(&req);
     let endpoint = SelectedEndpoint {
         id: upstream.id.clone(),
     };
@@ -328,9 +328,35 @@ where
     ))
 }
 
-fn err_ctx_with(ctx: &ErrorResponse, cause: Cause) -> ErrorResponse {
-    // Keeps the request id and service captured from the request.
-    let mut e = ctx.clone().with_cause(cause);
+/// What an error response needs from the request, captured cheaply (no
+/// allocation) before the request is handed to the client.
+struct ErrCtx {
+    request_id: Option<HeaderValue>,
+    service: Option<ServiceName>,
+}
+
+impl ErrCtx {
+    fn of<B>(req: &Request<B>) -> Self {
+        Self {
+            request_id: req.headers().get("x-request-id").cloned(),
+            service: req.extensions().get::<ServiceName>().cloned(),
+        }
+    }
+}
+
+fn err_ctx_with(ctx: &ErrCtx, cause: Cause) -> ErrorResponse {
+    let mut e = ErrorResponse::new(cause);
+    if let Some(id) = ctx
+        .request_id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 200)
+    {
+        e = e.request_id(id);
+    }
+    if let Some(svc) = &ctx.service {
+        e = e.service(&*svc.0);
+    }
     if cause == Cause::UpstreamOverloaded {
         e = e.retry_after(1);
     }
