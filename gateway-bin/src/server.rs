@@ -133,6 +133,9 @@ pub async fn serve<S, B>(
     }
 }
 
+/// hyper's default (and fastest) limit on request header fields.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
 /// The protocol builders, configured once.
 struct Builders {
     h1: http1::Builder,
@@ -149,8 +152,13 @@ impl Builders {
         h1.timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
             .max_buf_size(buf)
-            .max_headers(limits.max_headers + 1)
             .keep_alive(true);
+        // hyper parses up to 100 fields in a stack array; any other limit costs a
+        // heap allocation per request. So hyper keeps its 100 (beyond it: a bare
+        // 431) unless the configured limit is at least that.
+        if limits.max_headers >= HYPER_DEFAULT_MAX_HEADERS {
+            h1.max_headers(limits.max_headers + 1);
+        }
         let h2 = limits.http2.then(|| {
             let mut h2 = http2::Builder::new(TokioExecutor::new());
             h2.timer(TokioTimer::new())

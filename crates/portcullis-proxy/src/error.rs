@@ -116,3 +116,84 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Cause {
     }
     Cause::UpstreamUnreachable
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that only wraps another, as hyper-util's client errors do.
+    #[derive(Debug)]
+    struct Wrapper(BoxError);
+
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("client error")
+        }
+    }
+
+    impl StdError for Wrapper {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    #[test]
+    fn io_timed_out_is_upstream_timeout() {
+        let err = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert_eq!(classify(&err), Cause::UpstreamTimeout);
+        assert_eq!(classify(&err).as_str(), "upstream_timeout");
+    }
+
+    #[test]
+    fn io_timed_out_deep_in_the_chain_is_upstream_timeout() {
+        let io = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        let err = Wrapper(Box::new(Wrapper(Box::new(io))));
+        assert_eq!(classify(&err), Cause::UpstreamTimeout);
+    }
+
+    #[test]
+    fn overloaded_is_upstream_overloaded() {
+        let err = UpstreamOverloaded::new();
+        assert_eq!(classify(&err), Cause::UpstreamOverloaded);
+        assert_eq!(classify(&err).as_str(), "upstream_overloaded");
+        let wrapped = Wrapper(Box::new(UpstreamOverloaded::new()));
+        assert_eq!(classify(&wrapped), Cause::UpstreamOverloaded);
+    }
+
+    #[test]
+    fn own_timeout_is_upstream_timeout() {
+        let wrapped = Wrapper(Box::new(UpstreamTimedOut::new("request")));
+        assert_eq!(classify(&wrapped), Cause::UpstreamTimeout);
+    }
+
+    #[test]
+    fn refused_and_unknown_errors_are_unreachable() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(classify(&refused), Cause::UpstreamUnreachable);
+        assert_eq!(
+            classify(&Wrapper(Box::new(refused))),
+            Cause::UpstreamUnreachable
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(classify(&reset), Cause::UpstreamUnreachable);
+    }
+
+    #[test]
+    fn messages_are_lowercase_and_specific() {
+        assert_eq!(
+            UpstreamOverloaded::new().to_string(),
+            "upstream connection limit reached"
+        );
+        assert_eq!(
+            UpstreamTimedOut::new("response headers").to_string(),
+            "upstream response headers timed out"
+        );
+        let err = ConfigError::ZeroDuration {
+            key: "connect_timeout",
+        };
+        assert_eq!(
+            err.to_string(),
+            "proxy.connect_timeout must be greater than 0s"
+        );
+    }
+}

@@ -402,3 +402,160 @@ impl std::fmt::Debug for ResponseFuture {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn parse_accepts_http_authorities() {
+        let cases = [
+            ("http://127.0.0.1:8080", "127.0.0.1:8080"),
+            ("http://example.com", "example.com"),
+            ("http://[::1]:80/", "[::1]:80"),
+        ];
+        for (url, authority) in cases {
+            let up = Upstream::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(up.authority(), authority, "{url}");
+            assert_eq!(up.scheme, Scheme::HTTP, "{url}");
+            assert_eq!(&*up.id, authority, "{url}");
+        }
+    }
+
+    #[test]
+    fn parse_refuses_anything_else() {
+        let cases = [
+            ("https://x", "only http:// upstreams are supported"),
+            ("ftp://x", "only http:// upstreams are supported"),
+            ("http://u:p@x", "user info is not allowed"),
+            ("http://x/path", "a path or query is not allowed"),
+            ("http://x?q", "a path or query is not allowed"),
+            ("not a url", "not a URL"),
+        ];
+        for (url, want) in cases {
+            match Upstream::parse(url) {
+                Ok(up) => panic!("{url} was accepted as {up:?}"),
+                Err(ConfigError::BadUpstream { url: got, reason }) => {
+                    assert_eq!(got, url);
+                    assert_eq!(reason, want, "{url}");
+                }
+                Err(other) => panic!("{url}: unexpected error {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn validate_reports_all_zero_durations_at_once() {
+        let config = ProxyConfig {
+            connect_timeout: Duration::ZERO,
+            response_header_timeout: Duration::ZERO,
+            pool_idle_timeout: Duration::ZERO,
+            connection_wait_timeout: Duration::ZERO,
+            tunnel_idle_timeout: Duration::ZERO,
+            // Zero means "disabled" here, not a mistake.
+            request_timeout: Duration::ZERO,
+            ..ProxyConfig::default()
+        };
+        let keys = |errs: Vec<ConfigError>| {
+            errs.into_iter()
+                .map(|e| match e {
+                    ConfigError::ZeroDuration { key } => key,
+                    other => panic!("unexpected error {other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        let want = [
+            "connect_timeout",
+            "response_header_timeout",
+            "pool_idle_timeout",
+            "connection_wait_timeout",
+            "tunnel_idle_timeout",
+        ];
+        let errs = config
+            .validate()
+            .expect_err("zero durations must be refused");
+        assert_eq!(keys(errs), want);
+        // The client refuses the same settings with the same list.
+        let errs = ProxyClient::new(config).expect_err("client must validate its config");
+        assert_eq!(keys(errs), want);
+    }
+
+    #[test]
+    fn validate_reports_every_kind_of_mistake() {
+        let config = ProxyConfig {
+            connect_timeout: Duration::ZERO,
+            max_connections_per_upstream: 0,
+            max_response_header_bytes: 100,
+            ..ProxyConfig::default()
+        };
+        assert_eq!(
+            config.validate(),
+            Err(vec![
+                ConfigError::ZeroDuration {
+                    key: "connect_timeout"
+                },
+                ConfigError::Zero {
+                    key: "max_connections_per_upstream"
+                },
+                ConfigError::TooSmall {
+                    key: "max_response_header_bytes",
+                    value: 100,
+                    min: 8192
+                },
+            ])
+        );
+        assert_eq!(ProxyConfig::default().validate(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn no_upstream_is_503_no_healthy_endpoint() {
+        use tower::ServiceExt;
+
+        let client = ProxyClient::new(ProxyConfig::default()).expect("default config is valid");
+        let proxy = Proxy::new(client, Vec::new());
+        let req = Request::get("/")
+            .header("x-request-id", "req-1")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("static request");
+        let res = proxy.oneshot(req).await.expect("infallible");
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()["portcullis-error"], "no_healthy_endpoint");
+        assert_eq!(res.headers()["retry-after"], "1");
+        assert_eq!(res.headers()["x-request-id"], "req-1");
+        assert_eq!(
+            res.extensions().get::<Cause>(),
+            Some(&Cause::NoHealthyEndpoint)
+        );
+        assert!(res.extensions().get::<SelectedEndpoint>().is_none());
+    }
+
+    #[test]
+    fn round_robin_visits_every_upstream() {
+        let client = ProxyClient::new(ProxyConfig::default()).expect("default config is valid");
+        let ups = [
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+            "http://127.0.0.1:3",
+        ]
+        .into_iter()
+        .map(|u| Upstream::parse(u).expect("valid upstream"))
+        .collect::<Vec<_>>();
+        let proxy = Proxy::new(client, ups);
+        let picked = (0..6)
+            .map(|_| proxy.pick().expect("has upstreams").authority().to_owned())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            picked,
+            [
+                "127.0.0.1:1",
+                "127.0.0.1:2",
+                "127.0.0.1:3",
+                "127.0.0.1:1",
+                "127.0.0.1:2",
+                "127.0.0.1:3"
+            ]
+        );
+    }
+}

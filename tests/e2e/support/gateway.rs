@@ -201,6 +201,92 @@ impl Gateway {
     }
 }
 
+/// A child environment change for [`Gateway::run_file_with_env`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EnvChange<'a> {
+    /// Set the variable to this value.
+    Set(&'a str, &'a str),
+    /// Remove the variable.
+    Remove(&'a str),
+}
+
+impl Gateway {
+    /// `portcullis run --config FILE`, FILE being exactly `text` written in `dir`
+    /// (which the gateway keeps until dropped), with the child's environment
+    /// changed by `env`.
+    pub(crate) async fn run_file_with_env(dir: TempDir, text: &str, env: &[EnvChange<'_>]) -> Self {
+        let path = dir.write("portcullis.toml", text);
+        let path = path.to_str().expect("utf-8 temp path").to_owned();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--config", &path]);
+        for change in env {
+            match *change {
+                EnvChange::Set(k, v) => {
+                    cmd.env(k, v);
+                }
+                EnvChange::Remove(k) => {
+                    cmd.env_remove(k);
+                }
+            }
+        }
+        Self::start_command(cmd, &format!("run --config {path}"), Some(dir)).await
+    }
+
+    /// Spawns `cmd` (logging at info, stdin and stdout null, stderr drained) and
+    /// waits for its "proxy listening" log line. `what` names it in panics.
+    pub(crate) async fn start_command(mut cmd: Command, what: &str, dir: Option<TempDir>) -> Self {
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn portcullis");
+        let pid = child.id().expect("child pid");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().expect("logs").push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let found = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = rx.recv().await {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if v["message"] == "proxy listening" {
+                    return v["addr"]
+                        .as_str()
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                }
+            }
+            None
+        })
+        .await;
+        let logs_now = logs.lock().expect("logs").join("\n");
+        let addr = match found {
+            Ok(Some(addr)) => addr,
+            Ok(None) => panic!("portcullis {what} exited before listening:\n{logs_now}"),
+            Err(_) => {
+                panic!("portcullis {what} did not log \"proxy listening\" in time:\n{logs_now}")
+            }
+        };
+        Self {
+            child,
+            pid,
+            addr,
+            logs,
+            _dir: dir,
+        }
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
