@@ -21,6 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::{Service, ServiceExt};
 
+use portcullis_body::RawHeadVerdict;
+
 use crate::io::{InspectedIo, SharedInspector};
 
 /// Listener limits, from `[server]`.
@@ -155,8 +157,8 @@ impl Builders {
             .keep_alive(true);
         // hyper parses up to 100 fields in a stack array; any other limit costs a
         // heap allocation per request. So hyper keeps its 100 (beyond it: a bare
-        // 431) unless the configured limit is at least that.
-        if limits.max_headers >= HYPER_DEFAULT_MAX_HEADERS {
+        // 431) unless the configured limit is above that.
+        if limits.max_headers > HYPER_DEFAULT_MAX_HEADERS {
             h1.max_headers(limits.max_headers + 1);
         }
         let h2 = limits.http2.then(|| {
@@ -295,7 +297,9 @@ where
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         if req.version() < http::Version::HTTP_2 {
-            if let Some(v) = self.inspector.next_verdict() {
+            // Only a rejection is passed on: an `Ok` verdict would cost an
+            // extension allocation per request and tell the guard nothing.
+            if let Some(v @ RawHeadVerdict::Bad { .. }) = self.inspector.next_verdict() {
                 req.extensions_mut().insert(v);
             }
         }

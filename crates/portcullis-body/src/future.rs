@@ -6,7 +6,7 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use portcullis_core::{ErrorBody, ErrorResponse};
+use portcullis_core::{Cause, ErrorBody, ErrorContext};
 
 use crate::body::ResponseBody;
 
@@ -44,7 +44,7 @@ pin_project! {
 #[derive(Debug)]
 pub(crate) struct Tripwire {
     tripped: Arc<AtomicBool>,
-    error: ErrorResponse,
+    error: ErrorContext,
 }
 
 // === impl ResponseFuture ===
@@ -59,7 +59,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn limited(fut: F, tripped: Arc<AtomicBool>, error: ErrorResponse) -> Self {
+    pub(crate) fn limited(fut: F, tripped: Arc<AtomicBool>, error: ErrorContext) -> Self {
         Self {
             state: State::Inner {
                 fut,
@@ -91,7 +91,11 @@ where
                         // its answer, Ok or Err, is about a truncated request.
                         drop(result);
                         tracing::debug!(cause = "body_too_large", "replaced inner response");
-                        return Poll::Ready(Ok(wire.error.build().map(ResponseBody::error)));
+                        return Poll::Ready(Ok(wire
+                            .error
+                            .error(Cause::BodyTooLarge)
+                            .build()
+                            .map(ResponseBody::error)));
                     }
                 }
                 Poll::Ready(result.map(|res| res.map(ResponseBody::inner)))

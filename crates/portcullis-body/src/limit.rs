@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use http::header::CONTENT_LENGTH;
 use http::{Request, Response};
 use http_body::Body;
-use portcullis_core::{Cause, ErrorResponse};
+use portcullis_core::{Cause, ErrorContext, ErrorResponse};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -108,7 +108,7 @@ where
             let res = ErrorResponse::for_request(Cause::BodyTooLarge, &req).build();
             return ResponseFuture::rejected(res);
         }
-        let error = ErrorResponse::for_request(Cause::BodyTooLarge, &req);
+        let error = ErrorContext::of(&req);
         let tripped = Arc::new(AtomicBool::new(false));
         let max_bytes = self.max_bytes;
         let req = req.map(|body| Limited::new(body, max_bytes, Arc::clone(&tripped)));

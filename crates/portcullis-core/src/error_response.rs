@@ -8,6 +8,43 @@ pub const PORTCULLIS_ERROR: HeaderName = HeaderName::from_static("portcullis-err
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What an error response needs from its request (the `x-request-id` header and
+/// the [`ServiceName`]), captured without allocating, for layers that may have to
+/// answer after the request was handed on.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorContext {
+    request_id: Option<HeaderValue>,
+    service: Option<ServiceName>,
+}
+
+// === impl ErrorContext ===
+
+impl ErrorContext {
+    /// Captures the context of `req`.
+    pub fn of<B>(req: &Request<B>) -> Self {
+        Self {
+            request_id: req.headers().get(X_REQUEST_ID).cloned(),
+            service: req.extensions().get::<ServiceName>().cloned(),
+        }
+    }
+
+    /// An error response for `cause` with this context.
+    pub fn error(&self, cause: Cause) -> ErrorResponse {
+        let mut e = ErrorResponse::new(cause);
+        e.request_id = self
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= MAX_REQUEST_ID_LEN)
+            .map(str::to_owned);
+        e.service = self.service.as_ref().map(|s| s.0.to_string());
+        e
+    }
+}
+
+/// Request ids longer than this are not echoed.
+const MAX_REQUEST_ID_LEN: usize = 200;
+
 /// Builder of a gateway-made error response (R6).
 ///
 /// The response has the cause's status, a `portcullis-error` header, a JSON body
@@ -40,18 +77,7 @@ impl ErrorResponse {
     /// An error response for this cause, with the request id and service taken
     /// from the request (its `x-request-id` header and [`ServiceName`] extension).
     pub fn for_request<B>(cause: Cause, req: &Request<B>) -> Self {
-        let mut this = Self::new(cause);
-        this.request_id = req
-            .headers()
-            .get(X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() <= 200)
-            .map(str::to_owned);
-        this.service = req
-            .extensions()
-            .get::<ServiceName>()
-            .map(|s| s.0.to_string());
-        this
+        ErrorContext::of(req).error(cause)
     }
 
     /// The cause.

@@ -43,7 +43,7 @@ mod extensions;
 
 pub use body::ErrorBody;
 pub use cause::Cause;
-pub use error_response::{ErrorResponse, PORTCULLIS_ERROR};
+pub use error_response::{ErrorContext, ErrorResponse, PORTCULLIS_ERROR};
 pub use extensions::{
     Identity, LocalAddr, MatchedRoute, PeerAddr, SelectedEndpoint, ServiceName, Tls,
 };

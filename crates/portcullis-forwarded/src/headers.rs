@@ -84,12 +84,14 @@ pub(crate) fn set_forwarding_headers<B>(
             let mut remove = Vec::new();
             match peer {
                 Some(peer) => set(headers, X_FORWARDED_FOR, ip_value(peer)),
-                None => remove.push(X_FORWARDED_FOR),
+                None if headers.contains_key(&X_FORWARDED_FOR) => remove.push(X_FORWARDED_FOR),
+                None => {}
             }
             set(headers, X_FORWARDED_PROTO, hop.proto());
             match &hop.host {
                 Some(host) => set(headers, X_FORWARDED_HOST, host.clone()),
-                None => remove.push(X_FORWARDED_HOST),
+                None if headers.contains_key(&X_FORWARDED_HOST) => remove.push(X_FORWARDED_HOST),
+                None => {}
             }
             set(headers, X_FORWARDED_PORT, HeaderValue::from(hop.port));
             match peer {
@@ -97,9 +99,13 @@ pub(crate) fn set_forwarding_headers<B>(
                     let element = forwarded_element(peer, &hop);
                     set(headers, header::FORWARDED, element);
                 }
-                _ => remove.push(header::FORWARDED),
+                _ if headers.contains_key(&header::FORWARDED) => remove.push(header::FORWARDED),
+                _ => {}
             }
-            remove_in_order(headers, &remove);
+            // Usually empty (no allocation): only names present are listed.
+            if !remove.is_empty() {
+                remove_in_order(headers, &remove);
+            }
         }
     }
 }
@@ -138,8 +144,20 @@ fn port_of(host: &HeaderValue) -> Option<u16> {
 
 /// An IP address as `X-Forwarded-For` writes it: bare, IPv6 without brackets.
 fn ip_value(ip: IpAddr) -> HeaderValue {
+    use std::io::Write as _;
+    // Formatted on the stack: the longest IPv6 text is 45 bytes.
+    let mut buf = [0u8; 64];
+    let len = {
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        match write!(cursor, "{ip}") {
+            Ok(()) => usize::try_from(cursor.position()).unwrap_or(0),
+            Err(_) => 0,
+        }
+    };
     // An IP address's text is ASCII digits, hex letters, `.` and `:`.
-    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    buf.get(..len)
+        .and_then(|text| HeaderValue::from_bytes(text).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("unknown"))
 }
 
 /// One RFC 7239 element for this hop: `for=...;proto=...;host=...`.

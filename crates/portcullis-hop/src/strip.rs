@@ -80,6 +80,20 @@ fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> +
         .filter_map(|element| HeaderName::from_bytes(element).ok())
 }
 
+/// The headers `Connection` names that are not removed anyway: the usual options
+/// (`keep-alive`, `close`, `upgrade`) are skipped, which saves an allocation per
+/// message on the hot path (`keep-alive` is not a standard `HeaderName`).
+fn named_headers(headers: &HeaderMap) -> Vec<HeaderName> {
+    list_elements(headers, &header::CONNECTION)
+        .filter(|element| {
+            !(element.eq_ignore_ascii_case(b"keep-alive")
+                || element.eq_ignore_ascii_case(b"close")
+                || element.eq_ignore_ascii_case(b"upgrade"))
+        })
+        .filter_map(|element| HeaderName::from_bytes(element).ok())
+        .collect()
+}
+
 /// Whether a `TE` header lists the `trailers` option.
 fn te_lists_trailers(headers: &HeaderMap) -> bool {
     list_elements(headers, &header::TE).any(|element| {
@@ -116,7 +130,7 @@ fn trim_ows(mut bytes: &[u8]) -> &[u8] {
 ///   option) in place of the original `Connection` headers.
 /// - `te_trailers`: keep exactly one `TE: trailers` in place of the original `TE`.
 fn strip(headers: &mut HeaderMap, keep_upgrade: bool, te_trailers: bool) {
-    let named: Vec<HeaderName> = connection_options(headers).collect();
+    let named = named_headers(headers);
     let is_hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || named.contains(name);
     if !keep_upgrade && !headers.keys().any(is_hop) {
         return;

@@ -15,7 +15,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use portcullis_core::{Cause, ErrorResponse, SelectedEndpoint, ServiceName};
+use portcullis_core::{Cause, ErrorContext, ErrorResponse, SelectedEndpoint};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -209,7 +209,7 @@ where
     };
     let config = &client.inner.config;
     let start = Instant::now();
-    let err_ctx = ErrCtx::of(&req);
+    let err_ctx = ErrorContext::of(&req);
     let endpoint = SelectedEndpoint {
         id: upstream.id.clone(),
     };
@@ -328,39 +328,13 @@ where
     ))
 }
 
-/// What an error response needs from the request, captured cheaply (no
-/// allocation) before the request is handed to the client.
-struct ErrCtx {
-    request_id: Option<HeaderValue>,
-    service: Option<ServiceName>,
-}
-
-impl ErrCtx {
-    fn of<B>(req: &Request<B>) -> Self {
-        Self {
-            request_id: req.headers().get("x-request-id").cloned(),
-            service: req.extensions().get::<ServiceName>().cloned(),
-        }
-    }
-}
-
-fn err_ctx_with(ctx: &ErrCtx, cause: Cause) -> ErrorResponse {
-    let mut e = ErrorResponse::new(cause);
-    if let Some(id) = ctx
-        .request_id
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 200)
-    {
-        e = e.request_id(id);
-    }
-    if let Some(svc) = &ctx.service {
-        e = e.service(&*svc.0);
-    }
+fn err_ctx_with(ctx: &ErrorContext, cause: Cause) -> ErrorResponse {
+    let e = ctx.error(cause);
     if cause == Cause::UpstreamOverloaded {
-        e = e.retry_after(1);
+        e.retry_after(1)
+    } else {
+        e
     }
-    e
 }
 
 fn error(e: ErrorResponse, endpoint: Option<SelectedEndpoint>) -> Response<ProxyBody> {

@@ -3,6 +3,7 @@
 //!
 //! Origins record what they received (raw request heads, connection opens and
 //! closes) so the tests assert the bytes that went upstream, not just the answer.
+#![allow(clippy::expect_used)] // test helpers outside #[test] fns
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -48,6 +49,8 @@ enum Event {
 enum Reply {
     /// Writes these bytes.
     Send(Vec<u8>),
+    /// Writes these bytes and closes the connection.
+    SendThenClose(Vec<u8>),
     /// Never answers; waits for the peer to close.
     Silent,
     /// Waits for the notify, then writes these bytes.
@@ -124,6 +127,10 @@ async fn serve_raw(
                 if stream.write_all(&bytes).await.is_err() {
                     return;
                 }
+            }
+            Reply::SendThenClose(bytes) => {
+                let _ = stream.write_all(&bytes).await;
+                return;
             }
             Reply::Silent => {
                 let mut sink = [0u8; 1024];
@@ -560,6 +567,45 @@ async fn connection_cap_reached_is_503_upstream_overloaded() {
     assert_eq!(res.status(), StatusCode::OK);
     let (conn, _) = origin.next_head().await;
     assert_eq!(conn, held_conn);
+}
+
+#[tokio::test]
+async fn upstream_dying_mid_body_fails_the_response_body() {
+    let mut origin = RawOrigin::start(|_| {
+        Reply::SendThenClose(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc".to_vec())
+    })
+    .await;
+    let proxy = proxy_to(origin.upstream(), ProxyConfig::default());
+
+    let res = call(&proxy, get("/cut")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-length"], "10");
+    let collected = within("the response body", res.into_body().collect()).await;
+    assert!(collected.is_err(), "a truncated body must end in an error");
+    assert_eq!(origin.next().await, Event::Open(1));
+    assert_eq!(origin.next_head().await.0, 1);
+}
+
+#[tokio::test]
+async fn request_timeout_fails_a_body_still_streaming() {
+    let mut origin = RawOrigin::start(pool_script).await;
+    let config = ProxyConfig {
+        request_timeout: Duration::from_millis(300),
+        ..ProxyConfig::default()
+    };
+    let proxy = proxy_to(origin.upstream(), config);
+
+    let res = call(&proxy, get("/big")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let err = within("the response body", res.into_body().collect())
+        .await
+        .expect_err("the deadline passes mid-body");
+    assert_eq!(err.to_string(), "upstream request timed out");
+    assert_eq!(portcullis_proxy::classify(&*err), Cause::UpstreamTimeout);
+    // The abandoned connection is closed.
+    assert_eq!(origin.next().await, Event::Open(1));
+    assert_eq!(origin.next_head().await.0, 1);
+    assert_eq!(origin.next().await, Event::Closed(1));
 }
 
 // === oneshot: pool ===
