@@ -3,19 +3,16 @@
 use std::collections::HashMap;
 
 use anyhow::{Context as _, anyhow};
-use http::Request;
-use hyper::body::Incoming;
 use portcullis_body::{BodyLimitLayer, FramingGuard, FramingGuardLayer, LengthRequiredLayer};
 use portcullis_core::{MatchedRoute, ServiceName};
 use portcullis_forwarded::{Forwarded, ForwardedLayer, TrustedProxies, Via, ViaLayer};
 use portcullis_hop::{HopByHop, HopByHopLayer};
 use portcullis_proxy::{Proxy, ProxyClient, Upstream};
-use tower::util::BoxCloneSyncService;
-use tower::{Layer, ServiceExt};
+use tower::Layer;
 
 use crate::config::Config;
-use crate::routes::{Route, Router};
-use crate::server::{ListenerLimits, box_body};
+use crate::routes::{Route, RouteService, Router};
+use crate::server::ListenerLimits;
 
 /// The whole request path of the gateway, outermost layer first.
 pub type Stack = FramingGuard<HopByHop<Forwarded<Via<Router>>>>;
@@ -46,17 +43,11 @@ pub fn build(config: &Config) -> anyhow::Result<Stack> {
         let max_body = r.max_body.unwrap_or(config.server.max_body);
         // Body limit sits right in front of the proxy: it must see the body stream
         // the proxy reads, and answers 413 when the proxy's upload fails on it.
-        let limited = ServiceExt::<Request<Incoming>>::map_response(
-            BodyLimitLayer::new(max_body).layer(proxy),
-            |r| r.map(box_body),
-        );
+        let limited = BodyLimitLayer::new(max_body).layer(proxy);
         let svc = if r.length_required {
-            BoxCloneSyncService::new(ServiceExt::<Request<Incoming>>::map_response(
-                LengthRequiredLayer::new().layer(limited),
-                |r| r.map(box_body),
-            ))
+            RouteService::LengthRequired(LengthRequiredLayer::new().layer(limited))
         } else {
-            BoxCloneSyncService::new(limited)
+            RouteService::Plain(limited)
         };
         let path = r.path.get_ref().clone();
         let name = r.name.clone().unwrap_or_else(|| path.clone());

@@ -8,21 +8,95 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::BodyExt;
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
+use portcullis_body::{BodyLimit, LengthRequired, ResponseBody};
 use portcullis_core::{Cause, ErrorResponse, MatchedRoute, ServiceName};
-use portcullis_proxy::BoxError;
-use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceExt};
+use portcullis_proxy::{Proxy, ProxyBody};
+use tower::Service;
 
-/// Response body of everything below the router.
-pub type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
+/// The proxy behind its body limit: every route has one.
+pub type Limited = BodyLimit<Proxy>;
 
-/// The service behind one route.
-pub type RouteService = BoxCloneSyncService<Request<Incoming>, Response<BoxBody>, Infallible>;
+/// Response body of everything below the router. Concrete (not boxed): a route
+/// without `length_required` wraps its body in the outer `Inner` variant, and the
+/// router's own 404 uses the outer `Error` variant.
+pub type RouteBody = ResponseBody<ResponseBody<ProxyBody>>;
+
+/// The service behind one route: the proxy, its body limit, and optionally the
+/// 411 check. An enum rather than a boxed service: no allocation per request.
+#[derive(Clone, Debug)]
+pub enum RouteService {
+    /// Body limit, then proxy.
+    Plain(Limited),
+    /// 411 for bodies without `Content-Length`, body limit, then proxy.
+    LengthRequired(LengthRequired<Limited>),
+}
+
+type PlainFuture = <Limited as Service<Request<Incoming>>>::Future;
+type LengthRequiredFuture = <LengthRequired<Limited> as Service<Request<Incoming>>>::Future;
+
+pin_project_lite::pin_project! {
+    /// The future of [`Router`] and [`RouteService`].
+    pub struct RouteFuture {
+        #[pin]
+        kind: Kind,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Plain { #[pin] fut: PlainFuture },
+        LengthRequired { #[pin] fut: LengthRequiredFuture },
+        NoRoute { res: Option<Response<RouteBody>> },
+    }
+}
+
+impl RouteFuture {
+    fn new(kind: Kind) -> Self {
+        Self { kind }
+    }
+}
+
+impl Future for RouteFuture {
+    type Output = Result<Response<RouteBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Plain { fut } => fut
+                .poll(cx)
+                .map_ok(|res| res.map(|body| ResponseBody::Inner { body })),
+            KindProj::LengthRequired { fut } => fut.poll(cx),
+            KindProj::NoRoute { res } => match res.take() {
+                Some(res) => Poll::Ready(Ok(res)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl Service<Request<Incoming>> for RouteService {
+    type Response = Response<RouteBody>;
+    type Error = Infallible;
+    type Future = RouteFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        match self {
+            RouteService::Plain(s) => Service::<Request<Incoming>>::poll_ready(s, cx),
+            RouteService::LengthRequired(s) => Service::<Request<Incoming>>::poll_ready(s, cx),
+        }
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> RouteFuture {
+        match self {
+            RouteService::Plain(s) => RouteFuture::new(Kind::Plain { fut: s.call(req) }),
+            RouteService::LengthRequired(s) => {
+                RouteFuture::new(Kind::LengthRequired { fut: s.call(req) })
+            }
+        }
+    }
+}
 
 /// One route of the table.
 #[derive(Clone, Debug)]
@@ -98,26 +172,30 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
 }
 
 impl Service<Request<Incoming>> for Router {
-    type Response = Response<BoxBody>;
+    type Response = Response<RouteBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<BoxBody>, Infallible>> + Send>>;
+    type Future = RouteFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Incoming>) -> RouteFuture {
         match self.find(&req) {
             Some(route) => {
                 req.extensions_mut().insert(route.matched.clone());
                 req.extensions_mut().insert(route.service.clone());
-                Box::pin(route.svc.clone().oneshot(req))
+                // Route stacks are always ready: the proxy applies back-pressure
+                // by waiting for a connection slot inside its future, never in
+                // `poll_ready`, and the body layers delegate to it. So the route's
+                // (cheap, allocation-free) clone is called without a readiness wait.
+                route.svc.clone().call(req)
             }
             None => {
                 let res = ErrorResponse::for_request(Cause::NoRoute, &req)
                     .build()
-                    .map(|b| b.map_err(|e| match e {}).boxed_unsync());
-                Box::pin(std::future::ready(Ok(res)))
+                    .map(|body| ResponseBody::Error { body });
+                RouteFuture::new(Kind::NoRoute { res: Some(res) })
             }
         }
     }

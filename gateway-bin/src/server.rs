@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Either};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -337,13 +337,4 @@ fn check_limits<B>(req: &Request<B>, limits: &ListenerLimits) -> Option<Cause> {
         return Some(Cause::HeadersTooLarge);
     }
     None
-}
-
-/// Boxes a response body for the router's uniform type.
-pub fn box_body<B>(b: B) -> crate::routes::BoxBody
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    b.map_err(Into::into).boxed_unsync()
 }
