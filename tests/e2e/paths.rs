@@ -60,6 +60,20 @@ async fn absolute_form_keeps_path_query_and_host() {
     );
 }
 
+/// RFC 9112 §3.2.2: with an absolute-form target, the target's host replaces
+/// whatever Host was sent beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_host_wins_over_the_host_header() {
+    let (line, rec) = forwarded_request_line("http://a.example/abs", "b.example").await;
+    assert_eq!(line, "GET /abs HTTP/1.1", "{}", rec.head.text());
+    assert_eq!(
+        rec.head.get_all("host"),
+        ["a.example"],
+        "{}",
+        rec.head.text()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn method_is_kept() {
     let origin = Origin::start(|_| Action::Respond(ok("ok"))).await;

@@ -228,21 +228,22 @@ where
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    if !parts.headers.contains_key(HOST) || config.set_upstream_host {
-        // An HTTP/2 client names the host in :authority; a request that lost its
-        // Host (a client may name it in `Connection`) gets the upstream's.
-        let host = if config.set_upstream_host {
-            Some(upstream.authority.as_str())
-        } else {
-            parts
-                .uri
-                .authority()
-                .map(Authority::as_str)
-                .or(Some(upstream.authority.as_str()))
-        };
-        if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-            parts.headers.insert(HOST, v);
-        }
+    // Host: the upstream's when configured; else the request target's authority
+    // when it has one (absolute-form, or HTTP/2's :authority), which RFC 9112
+    // §3.2.2 says replaces any Host sent beside it; else the client's Host; and
+    // a request that lost its Host (a client may name it in `Connection`) gets
+    // the upstream's.
+    let host = if config.set_upstream_host {
+        Some(upstream.authority.as_str())
+    } else if let Some(authority) = parts.uri.authority() {
+        authority.as_str().rsplit('@').next()
+    } else if parts.headers.contains_key(HOST) {
+        None
+    } else {
+        Some(upstream.authority.as_str())
+    };
+    if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        parts.headers.insert(HOST, v);
     }
     let mut uri = Uri::builder()
         .scheme(upstream.scheme.clone())
