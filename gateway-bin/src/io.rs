@@ -30,17 +30,37 @@ impl SharedInspector {
             .next_verdict()
     }
 
-    /// Feeds bytes read from the client; returns false once the inspector stopped
-    /// tracking (it then needs no more bytes).
-    fn feed(&self, bytes: &[u8]) -> bool {
+    /// Feeds bytes read from the client.
+    fn feed(&self, bytes: &[u8]) -> Feed {
         let mut i = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         i.feed(bytes);
-        !i.is_passthrough()
+        if i.head_overflowed() {
+            Feed::HeadTooLarge
+        } else if i.is_passthrough() {
+            Feed::Done
+        } else {
+            Feed::More
+        }
     }
+}
+
+/// What the inspector needs after a read.
+enum Feed {
+    /// More bytes: it still tracks the stream.
+    More,
+    /// Nothing more: it stopped tracking (HTTP/2, an upgrade, a bad head).
+    Done,
+    /// A request head grew past the limit: the connection is to be closed.
+    HeadTooLarge,
 }
 
 pin_project_lite::pin_project! {
     /// A client stream whose reads are inspected.
+    ///
+    /// A request head longer than the inspector's limit fails the read, so hyper
+    /// closes the connection: hyper's own read buffer may be larger than any head
+    /// we accept (large buffers make body uploads cheaper), and this keeps a slow
+    /// or endless head from filling it.
     #[derive(Debug)]
     pub struct InspectedIo<T> {
         #[pin]
@@ -67,8 +87,18 @@ impl<T: AsyncRead> AsyncRead for InspectedIo<T> {
         let res = this.io.poll_read(cx, buf);
         if let (Poll::Ready(Ok(())), Some(inspector)) = (&res, this.inspector.as_ref()) {
             let new = buf.filled().get(before..).unwrap_or(&[]);
-            if !new.is_empty() && !inspector.feed(new) {
-                *this.inspector = None;
+            if !new.is_empty() {
+                match inspector.feed(new) {
+                    Feed::More => {}
+                    Feed::Done => *this.inspector = None,
+                    Feed::HeadTooLarge => {
+                        *this.inspector = None;
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "request head too large",
+                        )));
+                    }
+                }
             }
         }
         res

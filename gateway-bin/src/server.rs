@@ -103,7 +103,7 @@ pub async fn serve<S, B>(
         };
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
-        let inspector = SharedInspector::new(limits.max_header_bytes + limits.max_uri_bytes + 1024);
+        let inspector = SharedInspector::new(head_limit(&limits));
         let svc = ConnService {
             stack: stack.clone(),
             peer,
@@ -135,6 +135,15 @@ pub async fn serve<S, B>(
     }
 }
 
+/// hyper's default read buffer limit: 8 KiB plus 100 × 4 KiB.
+const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
+
+/// The longest request head the raw inspector lets through: our header and URI
+/// limits plus room for the request line and line endings.
+fn head_limit(limits: &ListenerLimits) -> usize {
+    limits.max_header_bytes + limits.max_uri_bytes + 4096
+}
+
 /// hyper's default (and fastest) limit on request header fields.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
@@ -147,9 +156,12 @@ struct Builders {
 
 impl Builders {
     fn new(limits: &ListenerLimits) -> Self {
-        // hyper's own limits sit just above ours, so that our checks answer with
-        // the gateway's error shape and hyper's bare 431/414 remain a backstop.
-        let buf = (limits.max_header_bytes + limits.max_uri_bytes + 4096).max(8192);
+        // Heads are bounded by the raw inspector (`head_limit`): a longer one
+        // closes the connection. hyper's buffer may be larger, which lets it read
+        // request bodies in large pieces (fewer syscalls per upload); our own
+        // checks answer heads between our limits and the inspector's with the
+        // gateway's error shape.
+        let buf = head_limit(limits).max(HYPER_DEFAULT_MAX_BUF);
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
@@ -164,7 +176,7 @@ impl Builders {
         let h2 = limits.http2.then(|| {
             let mut h2 = http2::Builder::new(TokioExecutor::new());
             h2.timer(TokioTimer::new())
-                .max_header_list_size(u32::try_from(buf).unwrap_or(u32::MAX))
+                .max_header_list_size(u32::try_from(head_limit(limits)).unwrap_or(u32::MAX))
                 .max_concurrent_streams(256)
                 .keep_alive_interval(Some(Duration::from_secs(30)));
             h2

@@ -348,3 +348,22 @@ async fn run_creates_no_token_file_with_the_variable_set() {
     let res = exchange(&gw, &get("/no-token")).await;
     assert_eq!(res.status, 200, "{}", res.dump());
 }
+
+/// A head far past the limits is cut off at the connection (the raw inspector
+/// fails the read), so hyper's large body buffer never fills with header bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_head_closes_the_connection() {
+    let origin = Origin::start(echo_target).await;
+    let gw = Gateway::run(
+        "max_header_bytes = \"4KiB\"\nmax_uri_bytes = \"1KiB\"",
+        &routes(&origin),
+    )
+    .await;
+    let mut c = Client::connect(gw.addr).await;
+    let mut head = b"GET /endless HTTP/1.1\r\nHost: test.local\r\nX-Big: ".to_vec();
+    head.extend(std::iter::repeat_n(b'v', 64 * 1024));
+    // The gateway may close while we are still writing: ignore write errors.
+    let _ = c.w.write_all(&head).await;
+    assert_closed_unanswered(&mut c, "a 64 KiB head").await;
+    origin.assert_untouched().await;
+}

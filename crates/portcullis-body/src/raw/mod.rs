@@ -62,6 +62,7 @@ pub struct HeadInspector {
     state: State,
     head: Vec<u8>,
     verdicts: VecDeque<RawHeadVerdict>,
+    overflowed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +147,7 @@ impl HeadInspector {
             state: State::Start,
             head: Vec::new(),
             verdicts: VecDeque::new(),
+            overflowed: false,
         }
     }
 
@@ -161,6 +163,12 @@ impl HeadInspector {
     /// The verdict on the oldest request head not yet taken, if it is complete.
     pub fn next_verdict(&mut self) -> Option<RawHeadVerdict> {
         self.verdicts.pop_front()
+    }
+
+    /// Whether a request head grew past `max_head_bytes`. A listener can close the
+    /// connection at once instead of letting its HTTP parser buffer the rest.
+    pub fn head_overflowed(&self) -> bool {
+        self.overflowed
     }
 
     /// Whether the inspector stopped following the stream (no more verdicts).
@@ -242,6 +250,7 @@ impl HeadInspector {
     }
 
     fn head_too_large(&mut self) {
+        self.overflowed = true;
         self.head = Vec::new();
         self.push(RawHeadVerdict::Bad {
             cause: Cause::HeadersTooLarge,

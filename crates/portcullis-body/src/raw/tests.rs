@@ -311,3 +311,13 @@ fn large_content_length_body_is_skipped_in_bulk() {
             .is_some_and(|v| bad(Cause::BadFraming)(&v))
     );
 }
+
+#[test]
+fn an_oversize_head_is_flagged_as_overflowed() {
+    let mut i = HeadInspector::new(64);
+    i.feed(b"GET / HTTP/1.1\r\nHost: x\r\n");
+    assert!(!i.head_overflowed());
+    i.feed(&[b'a'; 100]);
+    assert!(i.head_overflowed());
+    assert!(i.is_passthrough());
+}
