@@ -136,6 +136,24 @@ fn strip(headers: &mut HeaderMap, keep_upgrade: bool, te_trailers: bool) {
         return;
     }
 
+    // Fast path: when every hop-by-hop header comes after all the others (servers
+    // usually send `Connection` last), removing them in place moves no other
+    // header, so the order is kept without rebuilding the map.
+    if !keep_upgrade && !te_trailers {
+        let first_hop = headers.keys().position(is_hop);
+        if let Some(first) = first_hop {
+            if headers.keys().skip(first).all(is_hop) {
+                // Remove from the end: each removal takes the last entry, so
+                // nothing moves. (Maps are small; `last` walks the keys.)
+                while let Some(name) = headers.keys().last().filter(|n| is_hop(n)).cloned() {
+                    tracing::debug!(header = %name, "stripped hop-by-hop header");
+                    headers.remove(&name);
+                }
+                return;
+            }
+        }
+    }
+
     // `HeaderMap::remove` swaps the last header into the hole it leaves, which would
     // reorder the headers we forward. Rebuild the map instead, in its original order.
     let old = std::mem::take(headers);

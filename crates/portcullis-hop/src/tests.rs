@@ -337,3 +337,35 @@ async fn trailer_declaration_is_kept_both_ways() {
     let res = svc.oneshot(req).await.unwrap();
     assert_eq!(res.headers()["trailer"], "grpc-status, grpc-message");
 }
+
+#[tokio::test]
+async fn trailing_and_interleaved_hop_headers_keep_the_order_of_the_rest() {
+    // Hop-by-hop headers last (the fast path) and in the middle (the rebuild).
+    for hop_last in [true, false] {
+        let mut b = Response::builder().header("a", "1").header("b", "2");
+        if !hop_last {
+            b = b.header("keep-alive", "timeout=5");
+        }
+        b = b.header("c", "3").header("d", "4");
+        b = b
+            .header("connection", "keep-alive, x-named")
+            .header("x-named", "gone");
+        if hop_last {
+            b = b.header("keep-alive", "timeout=5");
+        }
+        let res = b.body(()).unwrap();
+        let svc = tower::Layer::layer(
+            &HopByHopLayer::new(),
+            service_fn(move |_req: Request<()>| {
+                let res = res.clone();
+                async move { Ok::<_, Infallible>(res) }
+            }),
+        );
+        let res = svc
+            .oneshot(Request::get("/").body(()).unwrap())
+            .await
+            .unwrap();
+        let names: Vec<&str> = res.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"], "hop_last = {hop_last}");
+    }
+}
