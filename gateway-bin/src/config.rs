@@ -180,7 +180,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Mistake>> {
             }]);
         }
     };
-    let mistakes = config.validate(text);
+    let mut mistakes = config.validate(text);
+    // In file order; mistakes without a position (defaults) come first.
+    mistakes.sort_by_key(|m| (m.line, m.column));
     if mistakes.is_empty() {
         Ok(config)
     } else {
