@@ -108,58 +108,9 @@ impl Gateway {
     }
 
     async fn start(args: &[&str], dir: Option<TempDir>) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn portcullis");
-        let pid = child.id().expect("child pid");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let sink = logs.clone();
-        // Keeps draining stderr for the child's whole life, so it never blocks on a
-        // full pipe.
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().expect("logs").push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let found = tokio::time::timeout(START_TIMEOUT, async {
-            while let Some(line) = rx.recv().await {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if v["message"] == "proxy listening" {
-                    return v["addr"]
-                        .as_str()
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
-                }
-            }
-            None
-        })
-        .await;
-        let logs_now = logs.lock().expect("logs").join("\n");
-        let addr = match found {
-            Ok(Some(addr)) => addr,
-            Ok(None) => panic!("portcullis {args:?} exited before listening:\n{logs_now}"),
-            Err(_) => {
-                panic!("portcullis {args:?} did not log \"proxy listening\" in time:\n{logs_now}")
-            }
-        };
-        Self {
-            child,
-            pid,
-            addr,
-            logs,
-            _dir: dir,
-        }
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        Self::start_command(cmd, &format!("{args:?}"), dir).await
     }
 
     /// Everything the gateway logged so far.
@@ -248,6 +199,8 @@ impl Gateway {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = logs.clone();
+        // Keeps draining stderr for the child's whole life, so it never blocks on a
+        // full pipe.
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
