@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use portcullis_core::{Cause, ErrorBody, ErrorResponse, LocalAddr, PeerAddr};
 use portcullis_proxy::BoxError;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::{Service, ServiceExt};
 
 use portcullis_body::RawHeadVerdict;
@@ -111,12 +111,15 @@ pub async fn serve<S, B>(
             inspector: inspector.clone(),
             limits: limits.clone(),
         };
-        let builders = builders.clone();
-        let drain = drain_rx.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, peer, svc, inspector, &builders, drain).await;
-            drop(permit);
-        });
+        // The connection's future is spawned as is (no wrapping block): every
+        // byte of it is held for the connection's whole life.
+        tokio::spawn(serve_connection(
+            stream,
+            svc,
+            builders.clone(),
+            drain_rx.clone(),
+            permit,
+        ));
     }
     drop(listener);
     let open = limits.max_connections - slots.available_permits();
@@ -220,11 +223,11 @@ async fn is_h2(stream: &TcpStream, timeout: Duration) -> Option<bool> {
 /// an idle HTTP/1 keep-alive connection costs no more than hyper's own state.
 async fn serve_connection<S, B>(
     stream: TcpStream,
-    peer: SocketAddr,
     svc: ConnService<S>,
-    inspector: SharedInspector,
-    builders: &Builders,
+    builders: Arc<Builders>,
     mut drain: watch::Receiver<bool>,
+    // Held until the connection ends: the listener's slot for it.
+    permit: OwnedSemaphorePermit,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -234,16 +237,18 @@ async fn serve_connection<S, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let peer = svc.peer;
     let h2 = match &builders.h2 {
-        Some(_) => match is_h2(&stream, builders.header_timeout).await {
+        // Boxed: the detection's timers are short-lived; kept inline they would
+        // be reserved in every connection's task for its whole life.
+        Some(_) => match Box::pin(is_h2(&stream, builders.header_timeout)).await {
             Some(h2) => h2,
             None => return,
         },
         None => false,
     };
-    // The connection is pinned in place in this future (not moved into a helper
-    // future), so the spawned task holds one copy of hyper's connection state.
     let result = if let (true, Some(h2b)) = (h2, &builders.h2) {
+        let _permit = permit;
         let io = TokioIo::new(InspectedIo::new(stream, None));
         // Boxed: HTTP/2's larger state lives on the heap, only for h2 connections.
         let mut conn = Box::pin(h2b.serve_connection(io, svc));
@@ -259,24 +264,64 @@ async fn serve_connection<S, B>(
             }
         }
     } else {
-        let io = TokioIo::new(InspectedIo::new(stream, Some(inspector)));
-        let mut conn = std::pin::pin!(builders.h1.serve_connection(io, svc).with_upgrades());
-        let done = tokio::select! {
-            res = conn.as_mut() => Some(res),
-            _ = drain.wait_for(|d| *d) => None,
-        };
-        match done {
-            Some(res) => res,
-            None => {
-                // Finish the request in flight, then close; idle connections
-                // close at once.
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
+        // HTTP/1 (nearly every connection) moves on to a task of its own that
+        // holds only hyper's connection and the drain signal: this detection
+        // future's arguments would otherwise stay reserved for the connection's
+        // whole life.
+        let io = TokioIo::new(InspectedIo::new(stream, Some(svc.inspector.clone())));
+        let conn = builders.h1.serve_connection(io, svc).with_upgrades();
+        tokio::spawn(DriveH1 {
+            conn,
+            drain: Some(Box::pin(async move {
+                let _ = drain.wait_for(|d| *d).await;
+            })),
+            peer,
+            _permit: permit,
+        });
+        return;
     };
     if let Err(error) = result {
         tracing::debug!(%error, peer_addr = %peer, "connection ended with an error");
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Drives an HTTP/1 connection to its end; once the drain signal fires, asks it
+    /// to finish the request in flight and close (idle connections close at once).
+    struct DriveH1<C> {
+        #[pin]
+        conn: C,
+        drain: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+        peer: SocketAddr,
+        _permit: OwnedSemaphorePermit,
+    }
+}
+
+impl<I, S, B> Future for DriveH1<http1::UpgradeableConnection<I, S>>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let mut this = self.project();
+        if let Some(drain) = this.drain.as_mut() {
+            if drain.as_mut().poll(cx).is_ready() {
+                *this.drain = None;
+                this.conn.as_mut().graceful_shutdown();
+            }
+        }
+        match std::task::ready!(this.conn.poll(cx)) {
+            Ok(()) => {}
+            Err(error) => {
+                tracing::debug!(%error, peer_addr = %this.peer, "connection ended with an error");
+            }
+        }
+        std::task::Poll::Ready(())
     }
 }
 
