@@ -30,6 +30,11 @@ impl SharedInspector {
             .next_verdict()
     }
 
+    /// Stops inspecting: the connection switched protocols.
+    pub fn stop(&self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).stop();
+    }
+
     /// Feeds bytes read from the client.
     fn feed(&self, bytes: &[u8]) -> Feed {
         let mut i = self.0.lock().unwrap_or_else(PoisonError::into_inner);

@@ -159,11 +159,16 @@ impl Router {
 }
 
 fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    let raw = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    // The target's authority first (absolute-form, HTTP/2 :authority), as the
+    // proxy and the forwarding headers do (RFC 9112 §3.2.2): a request must be
+    // routed by the host it will be delivered to.
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str().rsplit('@').next().unwrap_or(a.as_str()),
+        None => req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())?,
+    };
     // Strip a port, keeping bracketed IPv6 literals whole.
     Some(match raw.rfind(':') {
         Some(i) if !raw.ends_with(']') => raw.get(..i).unwrap_or(raw),

@@ -15,7 +15,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use portcullis_core::{Cause, ErrorBody, ErrorResponse, LocalAddr, PeerAddr};
+use portcullis_core::{Cause, ConnectionSlot, ErrorBody, ErrorResponse, LocalAddr, PeerAddr};
 use portcullis_proxy::BoxError;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -96,9 +96,10 @@ pub async fn serve<S, B>(
                 continue;
             }
         };
-        let Some(permit) = permit else {
+        // A slot may have freed while we waited in `accept`.
+        let Some(permit) = permit.or_else(|| slots.clone().try_acquire_owned().ok()) else {
             tracing::warn!(peer_addr = %peer, max_connections = limits.max_connections, "connection limit reached, closing connection");
-            drop(stream);
+            shed(stream);
             continue;
         };
         let local = stream.local_addr().unwrap_or(peer);
@@ -110,6 +111,7 @@ pub async fn serve<S, B>(
             local,
             inspector: inspector.clone(),
             limits: limits.clone(),
+            slot: Arc::new(permit),
         };
         // The connection's future is spawned as is (no wrapping block): every
         // byte of it is held for the connection's whole life.
@@ -118,7 +120,6 @@ pub async fn serve<S, B>(
             svc,
             builders.clone(),
             drain_rx.clone(),
-            permit,
         ));
     }
     drop(listener);
@@ -136,6 +137,19 @@ pub async fn serve<S, B>(
     {
         tracing::warn!("shutdown deadline passed, closing remaining connections");
     }
+}
+
+/// Closes a connection shed at the connection limit, after a best-effort 503
+/// (non-blocking: a client that does not read it just sees the close).
+fn shed(stream: TcpStream) {
+    const BODY: &str = r#"{"error":"overloaded","status":503,"request_id":null,"service":null}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nportcullis-error: overloaded\r\n\
+         content-type: application/json\r\nretry-after: 1\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
 }
 
 /// hyper's default read buffer limit: 8 KiB plus 100 × 4 KiB.
@@ -226,8 +240,6 @@ async fn serve_connection<S, B>(
     svc: ConnService<S>,
     builders: Arc<Builders>,
     mut drain: watch::Receiver<bool>,
-    // Held until the connection ends: the listener's slot for it.
-    permit: OwnedSemaphorePermit,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -248,7 +260,6 @@ async fn serve_connection<S, B>(
         None => false,
     };
     let result = if let (true, Some(h2b)) = (h2, &builders.h2) {
-        let _permit = permit;
         let io = TokioIo::new(InspectedIo::new(stream, None));
         // Boxed: HTTP/2's larger state lives on the heap, only for h2 connections.
         let mut conn = Box::pin(h2b.serve_connection(io, svc));
@@ -276,7 +287,6 @@ async fn serve_connection<S, B>(
                 let _ = drain.wait_for(|d| *d).await;
             })),
             peer,
-            _permit: permit,
         });
         return;
     };
@@ -293,7 +303,6 @@ pin_project_lite::pin_project! {
         conn: C,
         drain: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
         peer: SocketAddr,
-        _permit: OwnedSemaphorePermit,
     }
 }
 
@@ -334,6 +343,9 @@ struct ConnService<S> {
     local: SocketAddr,
     inspector: SharedInspector,
     limits: Arc<ListenerLimits>,
+    // The connection's slot under `max_connections`: held by hyper's connection
+    // (which owns this service) and by any tunnel the connection turns into.
+    slot: Arc<OwnedSemaphorePermit>,
 }
 
 type ConnFuture<B> =
@@ -362,6 +374,11 @@ where
         }
         req.extensions_mut().insert(PeerAddr(self.peer));
         req.extensions_mut().insert(LocalAddr(self.local));
+        let may_upgrade = req.headers().contains_key(http::header::UPGRADE);
+        if may_upgrade {
+            req.extensions_mut()
+                .insert(ConnectionSlot::new(self.slot.clone()));
+        }
         if let Some(cause) = check_limits(&req, &self.limits) {
             let res = ErrorResponse::for_request(cause, &req)
                 .build()
@@ -369,8 +386,15 @@ where
             return Box::pin(std::future::ready(Ok(res)));
         }
         let stack = self.stack.clone();
+        let inspector = may_upgrade.then(|| self.inspector.clone());
         Box::pin(async move {
             let res = stack.oneshot(req).await?;
+            if res.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                // Tunnel bytes follow: they are not HTTP requests.
+                if let Some(inspector) = inspector {
+                    inspector.stop();
+                }
+            }
             Ok(res.map(Either::Left))
         })
     }

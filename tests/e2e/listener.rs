@@ -180,7 +180,7 @@ async fn try_exchange(gw: &Gateway, target: &str) -> Option<crate::support::Resp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_over_the_cap_are_closed_unanswered() {
+async fn connections_over_the_cap_get_503_and_are_closed() {
     let origin = Origin::start(echo_target).await;
     let gw = Gateway::run(
         "max_connections = 2\nconnection_wait = \"100ms\"",
@@ -198,8 +198,18 @@ async fn connections_over_the_cap_are_closed_unanswered() {
     assert_eq!(res.status, 200, "{}", res.dump());
     assert_eq!(res.body.text(), "target /second");
 
-    // The kernel accepts the third connection; the gateway closes it unanswered.
+    // The kernel accepts the third connection; the gateway sheds it with a 503
+    // `overloaded` (best effort, before reading anything) and closes it.
     let mut third = Client::connect(gw.addr).await;
+    let res = third.response().await;
+    assert_eq!(res.status, 503, "{}", res.dump());
+    assert_eq!(res.cause(), Some("overloaded"), "{}", res.dump());
+    assert_eq!(
+        res.head.get("retry-after"),
+        Some("1"),
+        "{}",
+        res.head.text()
+    );
     // The gateway may have closed it already: a failed write is fine.
     let _ = third.w.write_all(&get("/third")).await;
     assert_closed_unanswered(&mut third, "third connection").await;
@@ -228,8 +238,8 @@ async fn connections_over_the_cap_are_closed_unanswered() {
     assert_eq!(res.status, 200, "{}", res.dump());
     assert_eq!(res.body.text(), "target /second-again");
 
-    // Closing one frees a slot: a new connection is served (retrying, as one
-    // arriving while the gateway still waits in accept without a slot is shed).
+    // Closing one frees a slot: a new connection is served (retrying until the
+    // gateway has seen the close).
     drop(first);
     let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
     let res = loop {

@@ -16,6 +16,7 @@ mod disconnect;
 mod forwarding;
 mod framing;
 mod h2c;
+mod hardening;
 mod hop_by_hop;
 mod large_bodies;
 mod listener;

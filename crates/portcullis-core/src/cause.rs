@@ -18,6 +18,9 @@ pub enum Cause {
     BadCredentials,
     /// 404: no route matches the request.
     NoRoute,
+    /// 405: the gateway does not serve this method (`CONNECT`: it is a reverse
+    /// proxy, not a forward proxy).
+    MethodNotAllowed,
     /// 408: the client was too slow sending its request.
     ClientTimeout,
     /// 411: the route requires a `Content-Length` and the body was chunked.
@@ -54,6 +57,7 @@ impl Cause {
         Cause::MissingCredentials,
         Cause::BadCredentials,
         Cause::NoRoute,
+        Cause::MethodNotAllowed,
         Cause::ClientTimeout,
         Cause::LengthRequired,
         Cause::BodyTooLarge,
@@ -75,6 +79,7 @@ impl Cause {
             Cause::MissingCredentials => StatusCode::UNAUTHORIZED,
             Cause::BadCredentials => StatusCode::FORBIDDEN,
             Cause::NoRoute => StatusCode::NOT_FOUND,
+            Cause::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Cause::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             Cause::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Cause::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -97,6 +102,7 @@ impl Cause {
             Cause::MissingCredentials => "missing_credentials",
             Cause::BadCredentials => "bad_credentials",
             Cause::NoRoute => "no_route",
+            Cause::MethodNotAllowed => "method_not_allowed",
             Cause::ClientTimeout => "client_timeout",
             Cause::LengthRequired => "length_required",
             Cause::BodyTooLarge => "body_too_large",
@@ -114,12 +120,18 @@ impl Cause {
 
     /// Whether the client's connection should be closed after this answer.
     ///
-    /// True for framing errors: once the framing of a request is in doubt, nothing
-    /// that follows it on the connection can be trusted.
+    /// True for framing errors and oversize heads: once a request was refused
+    /// before its framing was trusted, nothing that follows it on the connection
+    /// can be trusted either.
     pub const fn closes_connection(self) -> bool {
         matches!(
             self,
-            Cause::BadRequest | Cause::BadFraming | Cause::BodyTooLarge | Cause::ClientTimeout
+            Cause::BadRequest
+                | Cause::BadFraming
+                | Cause::BodyTooLarge
+                | Cause::ClientTimeout
+                | Cause::UriTooLong
+                | Cause::HeadersTooLarge
         )
     }
 

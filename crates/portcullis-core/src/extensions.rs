@@ -50,3 +50,28 @@ pub struct SelectedEndpoint {
     /// The endpoint's id (its authority when it has no registered id).
     pub id: Arc<str>,
 }
+
+/// A share of the client connection's slot under the listener's connection limit.
+///
+/// The listener puts one in the extensions of requests that may switch protocols;
+/// a proxy that tunnels the connection after a 101 keeps it for the tunnel's life,
+/// so upgraded connections still count against the limit and are waited for on
+/// shutdown. The slot is freed when the last share is dropped.
+#[derive(Clone)]
+pub struct ConnectionSlot {
+    // Never read: holding it is the point.
+    _guard: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl ConnectionSlot {
+    /// A share of `guard` (whatever keeps the slot taken while it lives).
+    pub fn new(guard: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        Self { _guard: guard }
+    }
+}
+
+impl std::fmt::Debug for ConnectionSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSlot").finish_non_exhaustive()
+    }
+}

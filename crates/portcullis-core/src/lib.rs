@@ -45,5 +45,5 @@ pub use body::ErrorBody;
 pub use cause::Cause;
 pub use error_response::{ErrorContext, ErrorResponse, PORTCULLIS_ERROR};
 pub use extensions::{
-    Identity, LocalAddr, MatchedRoute, PeerAddr, SelectedEndpoint, ServiceName, Tls,
+    ConnectionSlot, Identity, LocalAddr, MatchedRoute, PeerAddr, SelectedEndpoint, ServiceName, Tls,
 };

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use portcullis_core::ErrorBody;
-use tokio::time::Sleep;
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
 
 use crate::error::{BoxError, UpstreamTimedOut};
 
@@ -33,6 +35,10 @@ pin_project_lite::pin_project! {
             #[pin]
             body: Incoming,
             deadline: Option<Pin<Box<Sleep>>>,
+            idle: Duration,
+            // Created at the first wait only: a body that is ready at once costs
+            // no timer.
+            idle_timer: Option<Pin<Box<Sleep>>>,
         },
         Error {
             #[pin]
@@ -44,9 +50,18 @@ pin_project_lite::pin_project! {
 // === impl ProxyBody ===
 
 impl ProxyBody {
-    pub(crate) fn upstream(body: Incoming, deadline: Option<Pin<Box<Sleep>>>) -> Self {
+    pub(crate) fn upstream(
+        body: Incoming,
+        deadline: Option<Pin<Box<Sleep>>>,
+        idle: Duration,
+    ) -> Self {
         Self {
-            kind: Kind::Upstream { body, deadline },
+            kind: Kind::Upstream {
+                body,
+                deadline,
+                idle,
+                idle_timer: None,
+            },
         }
     }
 
@@ -66,13 +81,36 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Upstream { body, deadline } => {
+            KindProj::Upstream {
+                body,
+                deadline,
+                idle,
+                idle_timer,
+            } => {
                 if let Some(d) = deadline {
                     if d.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Some(Err(Box::new(UpstreamTimedOut::new("request")))));
                     }
                 }
-                body.poll_frame(cx).map_err(Into::into)
+                match body.poll_frame(cx) {
+                    Poll::Ready(frame) => {
+                        if let Some(t) = idle_timer {
+                            t.as_mut().reset(Instant::now() + *idle);
+                        }
+                        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                    }
+                    Poll::Pending => {
+                        let idle = *idle;
+                        let t =
+                            idle_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                        if t.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Some(Err(Box::new(UpstreamTimedOut::new(
+                                "response body",
+                            )))));
+                        }
+                        Poll::Pending
+                    }
+                }
             }
             KindProj::Error { body } => body.poll_frame(cx).map_err(|e| match e {}),
         }

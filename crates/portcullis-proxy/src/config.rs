@@ -32,6 +32,10 @@ pub struct ProxyConfig {
     /// before it is answered 503 `upstream_overloaded`. Default: 1s.
     #[serde(with = "crate::duration_str")]
     pub connection_wait_timeout: Duration,
+    /// Upper bound on the wait for the next piece of the upstream's response body;
+    /// past it the response is aborted. Default: 60s (nginx's `proxy_read_timeout`).
+    #[serde(with = "crate::duration_str")]
+    pub body_idle_timeout: Duration,
     /// Idle timeout of an upgraded (WebSocket) tunnel. Default: 300s.
     #[serde(with = "crate::duration_str")]
     pub tunnel_idle_timeout: Duration,
@@ -53,6 +57,7 @@ impl Default for ProxyConfig {
             pool_max_idle_per_upstream: 256,
             max_connections_per_upstream: 1024,
             connection_wait_timeout: Duration::from_secs(1),
+            body_idle_timeout: Duration::from_secs(60),
             tunnel_idle_timeout: Duration::from_secs(300),
             set_upstream_host: false,
             max_response_header_bytes: 8192 + 4096 * 100,
@@ -69,6 +74,7 @@ impl ProxyConfig {
             ("response_header_timeout", self.response_header_timeout),
             ("pool_idle_timeout", self.pool_idle_timeout),
             ("connection_wait_timeout", self.connection_wait_timeout),
+            ("body_idle_timeout", self.body_idle_timeout),
             ("tunnel_idle_timeout", self.tunnel_idle_timeout),
         ];
         for (key, d) in positive {

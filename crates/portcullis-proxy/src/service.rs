@@ -15,7 +15,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use portcullis_core::{Cause, ErrorContext, ErrorResponse, SelectedEndpoint};
+use portcullis_core::{Cause, ConnectionSlot, ErrorContext, ErrorResponse, SelectedEndpoint};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -207,6 +207,13 @@ where
             None,
         ));
     };
+    // A reverse proxy does not open tunnels to arbitrary hosts.
+    if req.method() == http::Method::CONNECT {
+        return Ok(error(
+            ErrorResponse::for_request(Cause::MethodNotAllowed, &req),
+            None,
+        ));
+    }
     let config = &client.inner.config;
     let start = Instant::now();
     let err_ctx = ErrorContext::of(&req);
@@ -245,13 +252,10 @@ where
     if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         parts.headers.insert(HOST, v);
     }
-    let mut uri = Uri::builder()
+    let uri = Uri::builder()
         .scheme(upstream.scheme.clone())
         .authority(upstream.authority.clone())
         .path_and_query(pq);
-    if parts.method == http::Method::CONNECT {
-        uri = Uri::builder().authority(upstream.authority.clone());
-    }
     parts.uri = match uri.build() {
         Ok(u) => u,
         Err(_) => {
@@ -265,6 +269,10 @@ where
     // The gateway answers `Expect: 100-continue` itself (hyper does when the body
     // is first polled); the upstream gets the body without waiting.
     parts.headers.remove(EXPECT);
+    // An upgraded connection keeps its listener slot for the tunnel's life.
+    let slot = client_upgrade
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<ConnectionSlot>());
     parts.extensions = http::Extensions::new();
     let body = body.map_err(Into::into).boxed_unsync();
     let upstream_req = Request::from_parts(parts, body);
@@ -307,6 +315,7 @@ where
                 client_upgrade,
                 upstream_upgrade,
                 config.tunnel_idle_timeout,
+                slot,
             ));
         } else {
             // A 101 to a request that did not ask for it cannot be relayed.
@@ -325,7 +334,7 @@ where
     parts.extensions.insert(endpoint);
     Ok(Response::from_parts(
         parts,
-        ProxyBody::upstream(body, deadline),
+        ProxyBody::upstream(body, deadline, config.body_idle_timeout),
     ))
 }
 

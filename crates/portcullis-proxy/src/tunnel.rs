@@ -9,13 +9,20 @@ use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use portcullis_core::ConnectionSlot;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 /// Joins the client's and the upstream's upgraded connections once both sides
 /// switched protocols, and pumps bytes until either side closes or nothing moves
 /// for `idle`.
-pub(crate) async fn run(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
+pub(crate) async fn run(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    idle: Duration,
+    // Held while the tunnel lives: the client connection's listener slot.
+    _slot: Option<ConnectionSlot>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(error) => {

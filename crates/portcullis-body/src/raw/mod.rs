@@ -13,20 +13,17 @@
 //! bodies, chunked bodies with extensions and trailers), so a request head hidden
 //! in a body is never mistaken for a head. Whenever it cannot follow the stream
 //! with certainty it goes *passthrough* and reports nothing more on that
-//! connection: after an HTTP/2 preface, an `Upgrade` or `CONNECT` request (tunnel
-//! bytes follow), a bad head (the gateway answers 400 and closes), a malformed
-//! chunked body (hyper rejects it itself), or a head longer than the limit.
-
-use std::collections::VecDeque;
+//! connection: after an HTTP/2 preface, a bad head (the gateway answers 400 and
+//! closes), a malformed chunked body (hyper rejects it itself), or a head longer
+//! than the limit. An `Upgrade` or `CONNECT` request does *not* stop it: the
+//! upgrade may be refused and the connection go on as HTTP/1.1, so the listener
+//! calls [`HeadInspector::stop`] once a protocol switch really happened.
 
 use memchr::{memchr, memchr2};
 use portcullis_core::Cause;
 
 #[cfg(test)]
 mod tests;
-
-/// How many verdicts may wait to be taken before the inspector gives up.
-const MAX_QUEUED_VERDICTS: usize = 64;
 
 /// The inspector's judgement of one raw request head.
 ///
@@ -50,10 +47,10 @@ pub enum RawHeadVerdict {
 ///
 /// Feed it every byte read from the client, in order and in any split; take one
 /// [`RawHeadVerdict`] per complete request head with [`next_verdict`]. Memory is
-/// bounded: only the current head is buffered (at most `max_head_bytes`) and at
-/// most 64 verdicts wait to be taken; a 65th unclaimed head gets
-/// `Bad { cause: BadRequest, reason: "too many pipelined requests" }` and the
-/// inspector goes passthrough.
+/// bounded: only the current head is buffered (at most `max_head_bytes`), and
+/// waiting verdicts are a count of `Ok`s plus at most one `Bad` (after a `Bad` the
+/// inspector goes passthrough), so any number of pipelined requests is followed
+/// in constant memory.
 ///
 /// [`next_verdict`]: HeadInspector::next_verdict
 #[derive(Debug)]
@@ -61,7 +58,10 @@ pub struct HeadInspector {
     max_head_bytes: usize,
     state: State,
     head: Vec<u8>,
-    verdicts: VecDeque<RawHeadVerdict>,
+    /// `Ok` verdicts waiting to be taken (run-length: they are all alike).
+    oks: u64,
+    /// The one `Bad` verdict, taken after the `oks` that precede it.
+    bad: Option<RawHeadVerdict>,
     overflowed: bool,
 }
 
@@ -123,7 +123,6 @@ enum Outcome {
     Bad(Cause, &'static str),
     Good {
         framing: Framing,
-        tunnel: bool,
     },
 }
 
@@ -146,7 +145,8 @@ impl HeadInspector {
             max_head_bytes,
             state: State::Start,
             head: Vec::new(),
-            verdicts: VecDeque::new(),
+            oks: 0,
+            bad: None,
             overflowed: false,
         }
     }
@@ -162,7 +162,20 @@ impl HeadInspector {
 
     /// The verdict on the oldest request head not yet taken, if it is complete.
     pub fn next_verdict(&mut self) -> Option<RawHeadVerdict> {
-        self.verdicts.pop_front()
+        if self.oks > 0 {
+            self.oks -= 1;
+            Some(RawHeadVerdict::Ok)
+        } else {
+            self.bad.take()
+        }
+    }
+
+    /// Stops following the stream (the connection switched protocols): no more
+    /// verdicts, and later bytes are not looked at. Verdicts already complete can
+    /// still be taken.
+    pub fn stop(&mut self) {
+        self.head = Vec::new();
+        self.state = State::Passthrough;
     }
 
     /// Whether a request head grew past `max_head_bytes`. A listener can close the
@@ -266,10 +279,9 @@ impl HeadInspector {
                 self.push(RawHeadVerdict::Bad { cause, reason });
                 State::Passthrough
             }
-            Outcome::Good { framing, tunnel } => {
-                if !self.push(RawHeadVerdict::Ok) || tunnel {
-                    State::Passthrough
-                } else {
+            Outcome::Good { framing } => {
+                self.push(RawHeadVerdict::Ok);
+                {
                     match framing {
                         Framing::Empty | Framing::Length(0) => State::Start,
                         Framing::Length(n) => State::Body(n),
@@ -280,18 +292,12 @@ impl HeadInspector {
         };
     }
 
-    /// Queues a verdict; past the bound queues a rejection instead and returns false.
-    fn push(&mut self, verdict: RawHeadVerdict) -> bool {
-        if self.verdicts.len() >= MAX_QUEUED_VERDICTS {
-            self.verdicts.push_back(RawHeadVerdict::Bad {
-                cause: Cause::BadRequest,
-                reason: "too many pipelined requests",
-            });
-            self.state = State::Passthrough;
-            false
-        } else {
-            self.verdicts.push_back(verdict);
-            true
+    /// Queues a verdict. A `Bad` one is always followed by passthrough, so at
+    /// most one is ever queued.
+    fn push(&mut self, verdict: RawHeadVerdict) {
+        match verdict {
+            RawHeadVerdict::Ok => self.oks = self.oks.saturating_add(1),
+            bad @ RawHeadVerdict::Bad { .. } => self.bad = Some(bad),
         }
     }
 
@@ -427,13 +433,12 @@ fn analyse(head: &[u8]) -> Outcome {
     if request_line == b"PRI * HTTP/2.0" {
         return Outcome::Preface;
     }
-    let Some((method, http10)) = parse_request_line(request_line) else {
+    let Some((_method, http10)) = parse_request_line(request_line) else {
         return Outcome::Bad(Cause::BadRequest, "malformed request line");
     };
 
     let mut content_length = None;
     let mut chunked = false;
-    let mut upgrade = false;
     for line in lines {
         let Ok(line) = strip_cr(line) else {
             return Outcome::Bad(Cause::BadRequest, "bare cr in request head");
@@ -473,8 +478,6 @@ fn analyse(head: &[u8]) -> Outcome {
                 return Outcome::Bad(Cause::BadFraming, "transfer-encoding other than chunked");
             }
             chunked = true;
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            upgrade = true;
         }
     }
 
@@ -489,10 +492,10 @@ fn analyse(head: &[u8]) -> Outcome {
         (Some(n), false) => Framing::Length(n),
         (None, false) => Framing::Empty,
     };
-    Outcome::Good {
-        framing,
-        tunnel: upgrade || method == b"CONNECT",
-    }
+    // An `Upgrade` or `CONNECT` request is followed like any other: whether the
+    // connection switches protocols is only known from the response
+    // (`HeadInspector::stop`).
+    Outcome::Good { framing }
 }
 
 /// The LF-separated lines of `head`, without their LF.
