@@ -154,3 +154,35 @@ async fn a_stalled_upstream_body_is_aborted() {
     assert!(!res.body.complete, "a stalled body looked complete");
     assert_eq!(res.body.len, 3);
 }
+
+/// An upgraded connection keeps its slot under `max_connections` while its
+/// tunnel lives: the next connection is shed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_keeps_its_connection_slot() {
+    const SWITCH: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\n\r\n";
+    let origin = Origin::start(|_| Action::Upgrade(SWITCH.to_vec())).await;
+    let gw = Gateway::run(
+        "max_connections = 1\nconnection_wait = \"100ms\"",
+        &routes(&origin),
+    )
+    .await;
+    let mut ws = Client::connect(gw.addr).await;
+    ws.send(
+        b"GET /ws HTTP/1.1\r\nHost: test.local\r\nConnection: Upgrade\r\n\
+          Upgrade: websocket\r\n\r\n",
+    )
+    .await;
+    assert_eq!(ws.head().await.status(), 101);
+    ws.send(b"ping").await;
+    assert_eq!(ws.r.read_exact_vec(4).await.expect("echo"), b"ping");
+
+    let mut other = Client::connect(gw.addr).await;
+    let res = other.response().await;
+    assert_eq!(res.status, 503, "{}", res.dump());
+    assert_eq!(res.cause(), Some("overloaded"), "{}", res.dump());
+
+    // The tunnel still works.
+    ws.send(b"pong").await;
+    assert_eq!(ws.r.read_exact_vec(4).await.expect("echo"), b"pong");
+}
