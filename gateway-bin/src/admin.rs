@@ -7,10 +7,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use portcullis_core::{Cause, ErrorBody, ErrorResponse};
 use tokio::net::TcpListener;
 
 /// Serves the admin endpoints until the task is dropped.
@@ -35,17 +35,14 @@ pub async fn serve(listener: TcpListener) {
     }
 }
 
-async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => (StatusCode::OK, r#"{"status":"ok"}"#),
-        (&Method::GET, "/readyz") => (StatusCode::OK, r#"{"status":"ready"}"#),
-        _ => (
-            StatusCode::NOT_FOUND,
-            r#"{"error":"no_route","status":404,"request_id":null,"service":null}"#,
-        ),
+async fn handle(req: Request<Incoming>) -> Result<Response<ErrorBody>, Infallible> {
+    let body = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => r#"{"status":"ok"}"#,
+        (&Method::GET, "/readyz") => r#"{"status":"ready"}"#,
+        // The gateway's own error shape, as on the proxy listener.
+        _ => return Ok(ErrorResponse::for_request(Cause::NoRoute, &req).build()),
     };
-    let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *res.status_mut() = status;
+    let mut res = Response::new(ErrorBody::new(Bytes::from_static(body.as_bytes())));
     res.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

@@ -15,7 +15,9 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use portcullis_core::{Cause, ConnectionSlot, ErrorBody, ErrorResponse, LocalAddr, PeerAddr};
+use portcullis_core::{
+    Cause, ConnectionSlot, ErrorBody, ErrorResponse, LocalAddr, PORTCULLIS_ERROR, PeerAddr,
+};
 use portcullis_proxy::BoxError;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -64,6 +66,7 @@ pub async fn serve<S, B>(
     B::Error: Into<BoxError>,
 {
     let limits = Arc::new(limits);
+    let shed_response = shed_response();
     let builders = Arc::new(Builders::new(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (drain_tx, drain_rx) = watch::channel(false);
@@ -99,7 +102,7 @@ pub async fn serve<S, B>(
         // A slot may have freed while we waited in `accept`.
         let Some(permit) = permit.or_else(|| slots.clone().try_acquire_owned().ok()) else {
             tracing::warn!(peer_addr = %peer, max_connections = limits.max_connections, "connection limit reached, closing connection");
-            shed(stream);
+            shed(stream, &shed_response);
             continue;
         };
         let local = stream.local_addr().unwrap_or(peer);
@@ -139,17 +142,24 @@ pub async fn serve<S, B>(
     }
 }
 
-/// Closes a connection shed at the connection limit, after a best-effort 503
+/// The raw answer to a connection shed at the connection limit, made once at
+/// start-up: the gateway's `overloaded` error (R6 shape) with `Retry-After`.
+fn shed_response() -> Bytes {
+    let cause = Cause::Overloaded;
+    let body = ErrorResponse::new(cause).json();
+    Bytes::from(format!(
+        "HTTP/1.1 {status}\r\n{header}: {cause}\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n{body}",
+        status = cause.status(),
+        header = PORTCULLIS_ERROR,
+        len = body.len(),
+    ))
+}
+
+/// Closes a shed connection after a best-effort write of `response`
 /// (non-blocking: a client that does not read it just sees the close).
-fn shed(stream: TcpStream) {
-    const BODY: &str = r#"{"error":"overloaded","status":503,"request_id":null,"service":null}"#;
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nportcullis-error: overloaded\r\n\
-         content-type: application/json\r\nretry-after: 1\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{BODY}",
-        BODY.len()
-    );
-    let _ = stream.try_write(response.as_bytes());
+fn shed(stream: TcpStream, response: &[u8]) {
+    let _ = stream.try_write(response);
 }
 
 /// hyper's default read buffer limit: 8 KiB plus 100 × 4 KiB.

@@ -101,6 +101,10 @@ where
                 Poll::Ready(result.map(|res| res.map(ResponseBody::inner)))
             }
             StateProj::Rejected { res } => {
+                // Unreachable from any input: `res` is `Some` until this branch
+                // returns `Ready` once; only a caller polling a completed future
+                // (a bug in the caller, not something a client or upstream can
+                // cause) finds it empty.
                 #[allow(clippy::expect_used, reason = "internal invariant")]
                 let res = res.take().expect("ResponseFuture polled after completion");
                 Poll::Ready(Ok(res.map(ResponseBody::error)))

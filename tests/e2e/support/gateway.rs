@@ -88,9 +88,8 @@ impl Gateway {
     /// on port 0, admin on a free port, state in a temp folder, then
     /// `server_extra`), followed by `rest`.
     pub(crate) async fn run(server_extra: &str, rest: &str) -> Self {
-        // A free port rather than port 0: the gateway refuses an admin address
-        // equal to the proxy's, and "127.0.0.1:0" equals "127.0.0.1:0" (see the
-        // ignored test `startup::both_listeners_on_port_zero`).
+        // A known free port, so tests can reach the admin listener (port 0 for
+        // both listeners works too: `startup::both_listeners_on_port_zero`).
         let admin = format!("127.0.0.1:{}", free_port());
         Self::run_with_admin(&admin, server_extra, rest).await
     }
