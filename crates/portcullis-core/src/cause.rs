@@ -45,6 +45,9 @@ pub enum Cause {
     Overloaded,
     /// 504: the upstream did not answer in time.
     UpstreamTimeout,
+    /// 503: credentials cannot be checked right now (a JWKS key set that was
+    /// never fetched); the client may retry.
+    AuthUnavailable,
 }
 
 // === impl Cause ===
@@ -70,6 +73,7 @@ impl Cause {
         Cause::UpstreamOverloaded,
         Cause::Overloaded,
         Cause::UpstreamTimeout,
+        Cause::AuthUnavailable,
     ];
 
     /// The status code the gateway answers with.
@@ -87,9 +91,10 @@ impl Cause {
             Cause::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Cause::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Cause::UpstreamUnreachable | Cause::UpstreamInvalidResponse => StatusCode::BAD_GATEWAY,
-            Cause::NoHealthyEndpoint | Cause::UpstreamOverloaded | Cause::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Cause::NoHealthyEndpoint
+            | Cause::UpstreamOverloaded
+            | Cause::Overloaded
+            | Cause::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Cause::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -115,6 +120,7 @@ impl Cause {
             Cause::UpstreamOverloaded => "upstream_overloaded",
             Cause::Overloaded => "overloaded",
             Cause::UpstreamTimeout => "upstream_timeout",
+            Cause::AuthUnavailable => "auth_unavailable",
         }
     }
 

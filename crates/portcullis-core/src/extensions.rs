@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The TCP peer of the client connection, set by the listener.
 ///
@@ -75,3 +76,12 @@ impl std::fmt::Debug for ConnectionSlot {
         f.debug_struct("ConnectionSlot").finish_non_exhaustive()
     }
 }
+
+/// How long the upstream took to send its response head, measured by the proxy
+/// from sending the request to receiving the status line and headers.
+///
+/// A response extension: the proxy inserts it into the responses it forwards so
+/// that access logs, metrics and `Server-Timing` outside the router can tell the
+/// upstream's share of a request's time from the gateway's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamDuration(pub Duration);

@@ -27,6 +27,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Request and response extensions
+//!
+//! Layers inside the router learn things the global layers outside it need (the
+//! matched route, the service, the endpoint, the upstream's time). They travel
+//! back out on the **response**: the router copies [`MatchedRoute`] and
+//! [`ServiceName`] into the response extensions, the proxy adds
+//! [`SelectedEndpoint`] and [`UpstreamDuration`], and a rejecting layer adds its
+//! [`Cause`]. Global layers (access log, metrics) read them there.
+//!
 //! # Who answered?
 //!
 //! Every response the gateway produces itself carries a `portcullis-error: <cause>`
@@ -45,5 +54,6 @@ pub use body::ErrorBody;
 pub use cause::Cause;
 pub use error_response::{ErrorContext, ErrorResponse, PORTCULLIS_ERROR};
 pub use extensions::{
-    ConnectionSlot, Identity, LocalAddr, MatchedRoute, PeerAddr, SelectedEndpoint, ServiceName, Tls,
+    ConnectionSlot, Identity, LocalAddr, MatchedRoute, PeerAddr, SelectedEndpoint, ServiceName,
+    Tls, UpstreamDuration,
 };

@@ -15,7 +15,9 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use portcullis_core::{Cause, ConnectionSlot, ErrorContext, ErrorResponse, SelectedEndpoint};
+use portcullis_core::{
+    Cause, ConnectionSlot, ErrorContext, ErrorResponse, SelectedEndpoint, UpstreamDuration,
+};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -292,14 +294,20 @@ where
         Ok(Err(e)) => {
             let cause = classify(&e);
             tracing::debug!(error = %DisplayChain(&e), cause = cause.as_str(), endpoint = %upstream.id, "upstream request failed");
-            return Ok(error(err_ctx_with(&err_ctx, cause), Some(endpoint)));
+            return Ok(timed(
+                error(err_ctx_with(&err_ctx, cause), Some(endpoint)),
+                start,
+            ));
         }
         Err(_) => {
             let e = UpstreamTimedOut::new("response headers");
             tracing::debug!(error = %e, endpoint = %upstream.id, "upstream request failed");
-            return Ok(error(
-                err_ctx_with(&err_ctx, Cause::UpstreamTimeout),
-                Some(endpoint),
+            return Ok(timed(
+                error(
+                    err_ctx_with(&err_ctx, Cause::UpstreamTimeout),
+                    Some(endpoint),
+                ),
+                start,
             ));
         }
     };
@@ -332,6 +340,7 @@ where
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
     parts.extensions.insert(endpoint);
+    parts.extensions.insert(UpstreamDuration(start.elapsed()));
     Ok(Response::from_parts(
         parts,
         ProxyBody::upstream(body, deadline, config.body_idle_timeout),
@@ -345,6 +354,13 @@ fn err_ctx_with(ctx: &ErrorContext, cause: Cause) -> ErrorResponse {
     } else {
         e
     }
+}
+
+/// Records how long the upstream took before failing.
+fn timed(mut res: Response<ProxyBody>, start: Instant) -> Response<ProxyBody> {
+    res.extensions_mut()
+        .insert(UpstreamDuration(start.elapsed()));
+    res
 }
 
 fn error(e: ErrorResponse, endpoint: Option<SelectedEndpoint>) -> Response<ProxyBody> {

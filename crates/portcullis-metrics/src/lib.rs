@@ -1,0 +1,3 @@
+//! Prometheus metrics layer for tower and axum, on the metrics facade.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
