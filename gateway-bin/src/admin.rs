@@ -1,20 +1,69 @@
-//! The admin listener: `GET /healthz`, `GET /readyz`.
+//! The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //!
-//! TODO(#3, #4): metrics and the registration API mount here.
+//! It has its own accept loop, apart from the proxy listener's, so operators can
+//! still look in when the proxy listener is at its connection cap.
+//!
+//! TODO(#4): the registration API under `/api/v1/` mounts here.
 
-use std::convert::Infallible;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{Method, Request, Response};
-use hyper::body::Incoming;
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::HeaderValue;
+use http::header::CONTENT_TYPE;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use portcullis_core::{Cause, ErrorBody, ErrorResponse};
+use portcullis_core::{Cause, ErrorResponse};
 use tokio::net::TcpListener;
 
-/// Serves the admin endpoints until the task is dropped.
-pub async fn serve(listener: TcpListener) {
+/// Renders the Prometheus text exposition of the gateway's metrics.
+pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The admin endpoints as an axum [`Router`]; `/metrics` only when `metrics` is
+/// given.
+pub fn router(metrics: Option<RenderMetrics>) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(|| async { json(r#"{"status":"ok"}"#) }))
+        .route("/readyz", get(|| async { json(r#"{"status":"ready"}"#) }));
+    if let Some(render) = metrics {
+        app = app.route(
+            "/metrics",
+            get(move || {
+                let render = render.clone();
+                async move {
+                    (
+                        [(
+                            CONTENT_TYPE,
+                            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                        )],
+                        render(),
+                    )
+                }
+            }),
+        );
+    }
+    // The gateway's own error shape, as on the proxy listener.
+    app.fallback(|req: Request| async move {
+        ErrorResponse::for_request(Cause::NoRoute, &req)
+            .build()
+            .into_response()
+    })
+}
+
+fn json(body: &'static str) -> Response {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
+}
+
+/// Serves the admin endpoints until the task is dropped. HTTP/1.1 with a 10 s
+/// header read timeout (axum's own `serve` has none).
+pub async fn serve(listener: TcpListener, app: Router) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(a) => a,
@@ -24,8 +73,8 @@ pub async fn serve(listener: TcpListener) {
                 continue;
             }
         };
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(handle);
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(10))
@@ -33,21 +82,6 @@ pub async fn serve(listener: TcpListener) {
                 .await;
         });
     }
-}
-
-async fn handle(req: Request<Incoming>) -> Result<Response<ErrorBody>, Infallible> {
-    let body = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => r#"{"status":"ok"}"#,
-        (&Method::GET, "/readyz") => r#"{"status":"ready"}"#,
-        // The gateway's own error shape, as on the proxy listener.
-        _ => return Ok(ErrorResponse::for_request(Cause::NoRoute, &req).build()),
-    };
-    let mut res = Response::new(ErrorBody::new(Bytes::from_static(body.as_bytes())));
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Ok(res)
 }
 
 /// Makes sure an admin token exists: the `PORTCULLIS_ADMIN_TOKEN` variable, or a

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -103,13 +104,20 @@ pub async fn run_command(
                     .collect(),
             });
             cfg.routes.push(RouteConfig {
-                name: Some("default".to_owned()),
+                name: Some(Spanned::new(0..0, "default".to_owned())),
                 host: None,
                 path: Spanned::new(0..0, "/".to_owned()),
+                methods: None,
+                headers: Vec::new(),
                 service: Spanned::new(0..0, "upstream".to_owned()),
+                strip_prefix: None,
+                rewrite: None,
                 length_required: false,
                 max_body: None,
+                filters: Vec::new(),
             });
+            // No admin listener to scrape them from.
+            cfg.metrics.enabled = false;
             let mistakes = cfg.validate("");
             if !mistakes.is_empty() {
                 for m in &mistakes {
@@ -150,6 +158,17 @@ fn report(path: &Path, mistakes: &[config::Mistake]) {
     eprintln!("{}: {} mistake(s)", path.display(), mistakes.len());
 }
 
+/// The process's metrics exporter: the recorder is global, so it is installed
+/// once and shared by every gateway the process runs.
+fn exporter() -> anyhow::Result<portcullis_metrics::Exporter> {
+    static EXPORTER: std::sync::OnceLock<portcullis_metrics::Exporter> = std::sync::OnceLock::new();
+    if let Some(e) = EXPORTER.get() {
+        return Ok(e.clone());
+    }
+    let e = portcullis_metrics::Exporter::install().context("installing the metrics recorder")?;
+    Ok(EXPORTER.get_or_init(|| e).clone())
+}
+
 async fn run(
     cfg: Config,
     with_admin: bool,
@@ -183,15 +202,31 @@ async fn run(
         let admin = TcpListener::bind(admin_addr)
             .await
             .with_context(|| format!("binding the admin listener on {admin_addr}"))?;
+        let metrics = if cfg.metrics.enabled {
+            let exporter = exporter()?;
+            // Histogram samples wait in memory until upkeep folds them in.
+            let upkeep = exporter.spawn_upkeep(Duration::from_secs(5));
+            let render: admin::RenderMetrics = Arc::new(move || exporter.render());
+            Some((render, upkeep))
+        } else {
+            None
+        };
+        let (render, upkeep) = metrics.unzip();
         tracing::info!(addr = %admin.local_addr().unwrap_or(admin_addr), "admin listening");
-        Some(tokio::spawn(admin::serve(admin)))
+        Some((
+            tokio::spawn(admin::serve(admin, admin::router(render))),
+            upkeep,
+        ))
     } else {
         None
     };
     tracing::info!(addr = %listener.local_addr().unwrap_or(addr), routes = cfg.routes.len(), "proxy listening");
     server::serve(listener, stack, limits, shutdown).await;
-    if let Some(t) = admin_task {
-        t.abort();
+    if let Some((admin, upkeep)) = admin_task {
+        admin.abort();
+        if let Some(u) = upkeep {
+            u.abort();
+        }
     }
     tracing::info!("stopped");
     Ok(())

@@ -1,11 +1,14 @@
 //! The TOML configuration file, its defaults and its validation (`portcullis check`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
+use portcullis_accesslog::AccessLogConfig;
+use portcullis_auth::AuthConfig;
+use portcullis_headers::HeaderRulesConfig;
 use portcullis_proxy::{ProxyConfig, Upstream, duration_str};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -22,6 +25,26 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Routes from requests to services.
     pub routes: Vec<RouteConfig>,
+    /// Named authentication policies, referred to by routes' `auth` filters.
+    pub auth: BTreeMap<String, Spanned<AuthConfig>>,
+    /// The access log.
+    pub access_log: AccessLogConfig,
+    /// Prometheus metrics on the admin listener.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: Prometheus metrics served at `GET /metrics` on the admin listener.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Record and serve metrics. Default: true.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// `[server]`: the client-facing listener.
@@ -80,27 +103,100 @@ pub struct ServiceConfig {
     pub endpoints: Vec<Spanned<String>>,
 }
 
-/// `[[routes]]`: which requests go to which service.
+/// `[[routes]]`: which requests go to which service, through which filters.
 #[derive(Deserialize, Serialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
-    /// Name for logs; defaults to the path.
+    /// Name for logs and metrics; defaults to the path.
     #[serde(default)]
-    pub name: Option<String>,
-    /// Host to match (port ignored, case-insensitive); any host when absent.
+    pub name: Option<Spanned<String>>,
+    /// Host to match: exact (`api.example.com`) or a wildcard (`*.example.com`),
+    /// port ignored, case-insensitive; any host when absent.
     #[serde(default)]
-    pub host: Option<String>,
-    /// Path: a prefix when it ends in `/`, else exact. Default: `/`.
+    pub host: Option<Spanned<String>>,
+    /// Path: exact (`/healthz`), a prefix when it ends in `/` (`/v1/`), or a
+    /// template (`/droplets/{id}`, `/files/{*rest}`). Default: `/`.
     #[serde(default = "default_path")]
     pub path: Spanned<String>,
+    /// Methods the route serves; all when absent.
+    #[serde(default)]
+    pub methods: Option<Spanned<Vec<String>>>,
+    /// Header predicates that must all hold: `{ name = "x-canary" }` (present) or
+    /// `{ name = "x-canary", value = "1" }` (equal). Default: none.
+    #[serde(default)]
+    pub headers: Vec<Spanned<HeaderPredicateConfig>>,
     /// The service to forward to.
     pub service: Spanned<String>,
-    /// Answer 411 to request bodies without `Content-Length`. Default: false.
+    /// Removes this leading path prefix (at a segment boundary) before forwarding.
+    #[serde(default)]
+    pub strip_prefix: Option<Spanned<String>>,
+    /// Replaces the path before forwarding: a template using the route's captures
+    /// (`/internal/{id}`), or for a prefix route the replacement of the prefix.
+    #[serde(default)]
+    pub rewrite: Option<Spanned<String>>,
+    /// Shorthand for a `length_required` filter. Default: false.
     #[serde(default)]
     pub length_required: bool,
-    /// Largest request body; `server.max_body` when absent.
+    /// Shorthand for a `body_limit` filter; `server.max_body` when absent.
     #[serde(default, with = "opt_size")]
     pub max_body: Option<u64>,
+    /// The route's filter chain, in order (see docs/configuration.md).
+    #[serde(default)]
+    pub filters: Vec<Spanned<FilterConfig>>,
+}
+
+/// A header predicate of a route.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderPredicateConfig {
+    /// Header name.
+    pub name: String,
+    /// Exact value; the header need only be present when absent.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// One filter of a route's chain: a table with exactly one key.
+///
+/// Request-side ("before") filters act on the request in the order listed;
+/// response-side ("after") filters act on every response of the route in the
+/// order listed, including the gateway's own rejections by before filters.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FilterConfig {
+    /// Before: authenticate with the named `[auth.<name>]` policy.
+    Auth(String),
+    /// Before: header operations on the request.
+    RequestHeaders(HeaderRulesConfig),
+    /// After: header operations on the response.
+    ResponseHeaders(HeaderRulesConfig),
+    /// Request headers that never reach the upstream, wherever the filter stands
+    /// in the chain (applied last, right before forwarding).
+    DenyHeaders(Vec<String>),
+    /// Before: the largest request body (413 beyond), e.g. `"1MiB"`.
+    BodyLimit(#[serde(with = "crate::size")] u64),
+    /// Before: answer 411 to request bodies without `Content-Length`.
+    LengthRequired(bool),
+    /// The wait for the upstream's response headers on this route (504 past it).
+    Timeout(#[serde(with = "duration_str")] Duration),
+    /// The whole exchange with the upstream on this route, response body included.
+    RequestTimeout(#[serde(with = "duration_str")] Duration),
+}
+
+impl FilterConfig {
+    /// The filter's key in the config file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FilterConfig::Auth(_) => "auth",
+            FilterConfig::RequestHeaders(_) => "request_headers",
+            FilterConfig::ResponseHeaders(_) => "response_headers",
+            FilterConfig::DenyHeaders(_) => "deny_headers",
+            FilterConfig::BodyLimit(_) => "body_limit",
+            FilterConfig::LengthRequired(_) => "length_required",
+            FilterConfig::Timeout(_) => "timeout",
+            FilterConfig::RequestTimeout(_) => "request_timeout",
+        }
+    }
 }
 
 fn default_path() -> Spanned<String> {
@@ -326,7 +422,24 @@ impl Config {
                 }
             }
         }
-        let mut seen_routes = HashSet::new();
+        for (name, policy) in &self.auth {
+            if let Err(errs) = policy.get_ref().validate() {
+                for e in errs {
+                    at(policy.span(), format!("auth.{name}: {e}"));
+                }
+            } else if let Err(e) = load_auth_keys(policy.get_ref()) {
+                at(policy.span(), format!("auth.{name}: {e}"));
+            }
+        }
+        if let Err(errs) = self.access_log.validate() {
+            for e in errs {
+                at(0..0, e.to_string());
+            }
+        }
+        // Every route goes through the router's own builder, so a config that
+        // passes here builds; conflicts between routes are found the same way.
+        let mut router = portcullis_router::Router::<()>::builder();
+        let mut route_ok = true;
         for r in &self.routes {
             if !names.contains(r.service.get_ref()) {
                 at(
@@ -334,19 +447,14 @@ impl Config {
                     format!("route refers to unknown service {:?}", r.service.get_ref()),
                 );
             }
-            let p = r.path.get_ref();
-            if !p.starts_with('/') {
-                at(
-                    r.path.span(),
-                    format!("route path must start with '/', got {p:?}"),
-                );
-            }
-            let key = (r.host.clone().map(|h| h.to_ascii_lowercase()), p.clone());
-            if !seen_routes.insert(key) {
-                at(
-                    r.path.span(),
-                    format!("route {p:?} is defined twice for the same host"),
-                );
+            match crate::gateway::route_spec(r) {
+                Ok(spec) => router = router.route(spec, ()),
+                Err(errs) => {
+                    route_ok = false;
+                    for (span, reason) in errs {
+                        at(span, reason);
+                    }
+                }
             }
             if r.max_body == Some(0) {
                 at(
@@ -354,9 +462,58 @@ impl Config {
                     "route max_body must be greater than 0".into(),
                 );
             }
+            for f in &r.filters {
+                let kind = f.get_ref().kind();
+                let mut bad = |reason: String| at(f.span(), format!("filter {kind}: {reason}"));
+                match f.get_ref() {
+                    FilterConfig::Auth(name) if !self.auth.contains_key(name) => {
+                        bad(format!("unknown auth policy {name:?} (no [auth.{name}])"));
+                    }
+                    FilterConfig::RequestHeaders(rules) | FilterConfig::ResponseHeaders(rules) => {
+                        if let Err(errs) = portcullis_headers::HeaderRules::from_config(rules) {
+                            for e in errs {
+                                bad(e.to_string());
+                            }
+                        }
+                    }
+                    FilterConfig::DenyHeaders(names) => {
+                        if names.is_empty() {
+                            bad("lists no header".into());
+                        }
+                        if let Err(e) = portcullis_headers::RequestHeadersLayer::deny(names) {
+                            bad(e.to_string());
+                        }
+                    }
+                    FilterConfig::BodyLimit(0) => bad("must be greater than 0".into()),
+                    FilterConfig::Timeout(d) if d.is_zero() => {
+                        bad("must be greater than 0s".into());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if route_ok {
+            if let Err(errs) = router.build() {
+                for e in errs {
+                    at(0..0, e.to_string());
+                }
+            }
         }
         out
     }
+}
+
+/// Builds an auth policy once without its JWKS URL (no background fetch, no
+/// network), so that unreadable or malformed key files and hashes are reported
+/// by `check`.
+fn load_auth_keys(policy: &AuthConfig) -> Result<(), portcullis_auth::ConfigError> {
+    let mut offline = policy.clone();
+    if let AuthConfig::Jwt(jwt) = &mut offline {
+        if jwt.jwks_url.take().is_some() && jwt.keys.is_empty() {
+            return Ok(());
+        }
+    }
+    portcullis_auth::AuthLayer::from_config(&offline).map(drop)
 }
 
 #[cfg(test)]

@@ -1,23 +1,53 @@
-//! Composition: the global edge stack around the route table and the proxy.
+//! Composition: the global edge stack around the route table, and each route's
+//! filter chain in front of the proxy.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::ops::Range;
 
 use anyhow::{Context as _, anyhow};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt as _;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use portcullis_accesslog::{AccessLog, AccessLogLayer, RequestId, RequestIdLayer};
+use portcullis_auth::AuthLayer;
 use portcullis_body::{BodyLimitLayer, FramingGuard, FramingGuardLayer, LengthRequiredLayer};
-use portcullis_core::{MatchedRoute, ServiceName};
 use portcullis_forwarded::{Forwarded, ForwardedLayer, TrustedProxies, Via, ViaLayer};
+use portcullis_headers::{HeaderRules, RequestHeadersLayer, ResponseHeadersLayer};
 use portcullis_hop::{HopByHop, HopByHopLayer};
+use portcullis_metrics::{InFlightLayer, Metrics, MetricsLayer};
 use portcullis_proxy::{Proxy, ProxyClient, Upstream};
-use tower::Layer;
+use portcullis_router::{HeaderPredicate, RouteSpec, Router};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceExt as _};
 
-use crate::config::Config;
-use crate::routes::{Route, RouteService, Router};
+use crate::config::{Config, FilterConfig, RouteConfig};
 use crate::server::ListenerLimits;
 
-/// The whole request path of the gateway, outermost layer first.
-pub type Stack = FramingGuard<HopByHop<Forwarded<Via<Router>>>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Builds the stack from a validated config.
+/// The request body every route sees: the client's, counted by the access log.
+pub type RouteRequestBody = portcullis_accesslog::RequestBody<Incoming>;
+
+/// The response body every route returns, boxed: each route's chain differs.
+pub type RouteResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// One route's filter chain and proxy, boxed at the router's boundary.
+pub type RouteService =
+    BoxCloneSyncService<Request<RouteRequestBody>, Response<RouteResponseBody>, Infallible>;
+
+/// The whole request path of the gateway, outermost layer first.
+pub type Stack =
+    RequestId<AccessLog<Metrics<FramingGuard<HopByHop<Forwarded<Via<Router<RouteService>>>>>>>>;
+
+/// Where a mistake found while turning config into routes is, and what it is.
+pub(crate) type Spanned = (Range<usize>, String);
+
+/// Builds the stack from a validated config. Auth policies with a JWKS URL start
+/// their refresh tasks, so this runs inside the runtime.
 pub fn build(config: &Config) -> anyhow::Result<Stack> {
     let client = ProxyClient::new(config.proxy.clone())
         .map_err(|errs| anyhow!("invalid [proxy] settings: {errs:?}"))?;
@@ -34,51 +64,212 @@ pub fn build(config: &Config) -> anyhow::Result<Stack> {
             Proxy::new(client.clone(), upstreams),
         );
     }
-    let mut routes = Vec::new();
+    let mut auth = BTreeMap::new();
+    for (name, policy) in &config.auth {
+        let layer = AuthLayer::from_config(policy.get_ref())
+            .with_context(|| format!("auth policy {name:?}"))?;
+        auth.insert(name.as_str(), layer);
+    }
+    let mut router = Router::builder();
     for r in &config.routes {
         let proxy = proxies
             .get(r.service.get_ref())
             .cloned()
             .ok_or_else(|| anyhow!("route refers to unknown service {:?}", r.service.get_ref()))?;
-        let max_body = r.max_body.unwrap_or(config.server.max_body);
-        // Body limit sits right in front of the proxy: it must see the body stream
-        // the proxy reads, and answers 413 when the proxy's upload fails on it.
-        let limited = BodyLimitLayer::new(max_body).layer(proxy);
-        let svc = if r.length_required {
-            RouteService::LengthRequired(LengthRequiredLayer::new().layer(limited))
-        } else {
-            RouteService::Plain(limited)
-        };
-        let path = r.path.get_ref().clone();
-        let name = r.name.clone().unwrap_or_else(|| path.clone());
-        routes.push(Route {
-            host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
-            path: path.clone(),
-            matched: MatchedRoute {
-                name: name.into(),
-                template: path.into(),
-            },
-            service: ServiceName::new(r.service.get_ref().as_str()),
-            svc,
-        });
+        let spec =
+            route_spec(r).map_err(|errs| anyhow!("route {:?}: {errs:?}", r.path.get_ref()))?;
+        let chain = route_chain(r, proxy, &auth, config.server.max_body)?;
+        router = router.route(spec, chain);
     }
-    let router = Router::new(routes);
+    let router = router
+        .build()
+        .map_err(|errs| anyhow!("routes: {}", join(&errs)))?;
     let s = &config.server;
     let trusted = TrustedProxies::parse(s.trusted_proxies.iter().map(|c| c.get_ref().as_str()))
         .context("server.trusted_proxies")?;
     let via = ViaLayer::try_new(s.via.clone()).context("server.via")?;
-    // Outermost first. The framing guard runs before anything reads headers, so a
-    // smuggling attempt is refused (and the connection closed) before any header
-    // is trusted; hop-by-hop removal precedes the forwarding headers so a client
-    // cannot make us drop them through `Connection`; Via sits innermost so it
-    // marks gateway errors from the proxy as well as forwarded responses.
-    Ok(FramingGuardLayer::new().layer(
-        HopByHopLayer::new().layer(
-            ForwardedLayer::new(trusted)
-                .rfc7239(s.forwarded_header)
-                .layer(via.layer(router)),
+    let access_log = if config.access_log.enabled {
+        AccessLogLayer::from_config(&config.access_log).context("access_log")?
+    } else {
+        AccessLogLayer::disabled()
+    };
+    // Outermost first.
+    // - The request id comes first so that every answer, even a framing error,
+    //   names it, and every later layer (and the upstream) sees it.
+    // - The access log and metrics wrap everything else so that they see every
+    //   response, the gateway's own included, with its cause.
+    // - The framing guard runs before anything reads headers, so a smuggling
+    //   attempt is refused (and the connection closed) before any header is
+    //   trusted.
+    // - Hop-by-hop removal precedes the forwarding headers so a client cannot make
+    //   us drop them through `Connection`.
+    // - Via sits innermost so it marks gateway errors from routes and the router
+    //   as well as forwarded responses.
+    Ok(RequestIdLayer::new().layer(
+        access_log.layer(
+            MetricsLayer::new().layer(
+                FramingGuardLayer::new().layer(
+                    HopByHopLayer::new().layer(
+                        ForwardedLayer::new(trusted)
+                            .rfc7239(s.forwarded_header)
+                            .layer(via.layer(router)),
+                    ),
+                ),
+            ),
         ),
     ))
+}
+
+fn join<E: std::fmt::Display>(errs: &[E]) -> String {
+    errs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The router's view of a route: its host, path, methods and header predicates,
+/// and its path edits. Each mistake comes with the span of the key at fault.
+pub(crate) fn route_spec(r: &RouteConfig) -> Result<RouteSpec, Vec<Spanned>> {
+    let path = r.path.get_ref();
+    let name = r
+        .name
+        .as_ref()
+        .map_or(path.as_str(), |n| n.get_ref().as_str());
+    let mut errs = Vec::new();
+    let mut spec = match RouteSpec::new(name, path) {
+        Ok(s) => s,
+        Err(e) => return Err(vec![(r.path.span(), e.to_string())]),
+    };
+    spec = spec.service(r.service.get_ref().as_str());
+    macro_rules! step {
+        ($span:expr, $call:expr) => {
+            match $call {
+                Ok(s) => spec = s,
+                Err(e) => {
+                    errs.push(($span, e.to_string()));
+                    return Err(errs);
+                }
+            }
+        };
+    }
+    if let Some(h) = &r.host {
+        step!(h.span(), spec.clone().host(h.get_ref()));
+    }
+    if let Some(m) = &r.methods {
+        step!(m.span(), spec.clone().methods(m.get_ref().iter()));
+    }
+    for h in &r.headers {
+        let p = h.get_ref();
+        let pred = match &p.value {
+            None => HeaderPredicate::Present,
+            Some(v) => match http::HeaderValue::from_str(v) {
+                Ok(v) => HeaderPredicate::Equals(v),
+                Err(_) => {
+                    errs.push((
+                        h.span(),
+                        format!("header predicate {:?}: invalid value", p.name),
+                    ));
+                    continue;
+                }
+            },
+        };
+        step!(h.span(), spec.clone().header(p.name.as_str(), pred));
+    }
+    if let Some(p) = &r.strip_prefix {
+        step!(p.span(), spec.clone().strip_prefix(p.get_ref()));
+    }
+    if let Some(p) = &r.rewrite {
+        step!(p.span(), spec.clone().rewrite(p.get_ref()));
+    }
+    if errs.is_empty() { Ok(spec) } else { Err(errs) }
+}
+
+/// Boxes a route's service, boxing its response body too.
+fn boxed<S, B>(svc: S) -> RouteService
+where
+    S: Service<Request<RouteRequestBody>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    BoxCloneSyncService::new(svc.map_response(box_response as fn(Response<B>) -> _))
+}
+
+fn box_response<B>(res: Response<B>) -> Response<RouteResponseBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    res.map(|b| b.map_err(Into::into).boxed_unsync())
+}
+
+/// A route's chain, outermost first: the in-flight gauge; the after filters (in
+/// list order, each wrapping the ones before it, so the first listed acts first
+/// on the response and every response of the route passes them all); the before
+/// filters in list order; the deny list; the body limit; the proxy.
+fn route_chain(
+    r: &RouteConfig,
+    proxy: Proxy,
+    auth: &BTreeMap<&str, AuthLayer>,
+    default_max_body: u64,
+) -> anyhow::Result<RouteService> {
+    let mut proxy = proxy;
+    let mut deny = Vec::new();
+    let mut limit: Option<u64> = r.max_body;
+    for f in &r.filters {
+        match f.get_ref() {
+            FilterConfig::Timeout(d) => proxy = proxy.response_header_timeout(*d),
+            FilterConfig::RequestTimeout(d) => proxy = proxy.request_timeout(*d),
+            FilterConfig::DenyHeaders(names) => deny.extend(names.iter().cloned()),
+            FilterConfig::BodyLimit(max) => limit = Some(limit.map_or(*max, |l| l.min(*max))),
+            _ => {}
+        }
+    }
+    // The body limit sits right in front of the proxy, wherever its filter stands:
+    // it must see the body stream the proxy reads, and answers 413 when the
+    // proxy's upload fails on it.
+    let limit = limit.unwrap_or(default_max_body);
+    let mut svc = boxed(BodyLimitLayer::new(limit).layer(proxy));
+    // The deny list goes last on the request, whatever filters did before it.
+    if !deny.is_empty() {
+        let layer = RequestHeadersLayer::deny(&deny).map_err(|e| anyhow!("deny_headers: {e}"))?;
+        svc = boxed(layer.layer(svc));
+    }
+    if r.length_required {
+        svc = boxed(LengthRequiredLayer::new().layer(svc));
+    }
+    // Before filters: the first listed is the outermost, so it acts first.
+    for f in r.filters.iter().rev() {
+        svc = match f.get_ref() {
+            FilterConfig::Auth(name) => {
+                let layer = auth
+                    .get(name.as_str())
+                    .ok_or_else(|| anyhow!("unknown auth policy {name:?}"))?;
+                boxed(layer.layer(svc))
+            }
+            FilterConfig::RequestHeaders(rules) => {
+                let rules = HeaderRules::from_config(rules)
+                    .map_err(|e| anyhow!("request_headers: {}", join(&e)))?;
+                boxed(RequestHeadersLayer::new(rules).layer(svc))
+            }
+            FilterConfig::LengthRequired(true) => boxed(LengthRequiredLayer::new().layer(svc)),
+            _ => svc,
+        };
+    }
+    // After filters: the first listed is the innermost, so it acts first on the
+    // response.
+    for f in &r.filters {
+        if let FilterConfig::ResponseHeaders(rules) = f.get_ref() {
+            let rules = HeaderRules::from_config(rules)
+                .map_err(|e| anyhow!("response_headers: {}", join(&e)))?;
+            svc = boxed(ResponseHeadersLayer::new(rules).layer(svc));
+        }
+    }
+    Ok(boxed(InFlightLayer::new().layer(svc)))
 }
 
 /// The listener limits of a config.

@@ -20,6 +20,5 @@ pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod io;
-pub mod routes;
 pub mod server;
 pub mod size;

@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use portcullis_core::{
     Cause, ConnectionSlot, ErrorContext, ErrorResponse, SelectedEndpoint, UpstreamDuration,
 };
+use std::time::Duration;
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -59,6 +60,14 @@ pub struct Proxy {
     client: ProxyClient,
     upstreams: Arc<[Upstream]>,
     next: Arc<AtomicUsize>,
+    timeouts: Timeouts,
+}
+
+/// Per-proxy overrides of the client's timeouts (a route's own timeouts).
+#[derive(Clone, Copy, Debug, Default)]
+struct Timeouts {
+    response_header: Option<Duration>,
+    request: Option<Duration>,
 }
 
 /// The future of [`Proxy::call`]. Dropping it cancels the upstream request: the
@@ -154,7 +163,24 @@ impl Proxy {
             client,
             upstreams: upstreams.into(),
             next: Arc::new(AtomicUsize::new(0)),
+            timeouts: Timeouts::default(),
         }
+    }
+
+    /// Overrides the client's `response_header_timeout` for requests through this
+    /// proxy (a route's own timeout). Clones share the round-robin position.
+    #[must_use]
+    pub fn response_header_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.response_header = Some(timeout);
+        self
+    }
+
+    /// Overrides the client's `request_timeout` (zero turns it off) for requests
+    /// through this proxy.
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.request = Some(timeout);
+        self
     }
 
     /// The upstreams.
@@ -189,7 +215,7 @@ where
         let upstream = self.pick();
         let client = self.client.clone();
         ResponseFuture {
-            inner: Box::pin(forward(client, upstream, req)),
+            inner: Box::pin(forward(client, upstream, self.timeouts, req)),
         }
     }
 }
@@ -197,6 +223,7 @@ where
 async fn forward<B>(
     client: ProxyClient,
     upstream: Option<Upstream>,
+    timeouts: Timeouts,
     mut req: Request<B>,
 ) -> Result<Response<ProxyBody>, Infallible>
 where
@@ -279,9 +306,13 @@ where
     let body = body.map_err(Into::into).boxed_unsync();
     let upstream_req = Request::from_parts(parts, body);
 
-    let overall = (!config.request_timeout.is_zero()).then(|| start + config.request_timeout);
+    let request_timeout = timeouts.request.unwrap_or(config.request_timeout);
+    let overall = (!request_timeout.is_zero()).then(|| start + request_timeout);
     let header_deadline = {
-        let d = start + config.response_header_timeout;
+        let d = start
+            + timeouts
+                .response_header
+                .unwrap_or(config.response_header_timeout);
         overall.map_or(d, |o| o.min(d))
     };
     let res = match tokio::time::timeout_at(
