@@ -438,8 +438,7 @@ impl Config {
         }
         // Every route goes through the router's own builder, so a config that
         // passes here builds; conflicts between routes are found the same way.
-        let mut router = portcullis_router::Router::<()>::builder();
-        let mut route_ok = true;
+        let mut specs = Vec::new();
         for r in &self.routes {
             if !names.contains(r.service.get_ref()) {
                 at(
@@ -448,9 +447,8 @@ impl Config {
                 );
             }
             match crate::gateway::route_spec(r) {
-                Ok(spec) => router = router.route(spec, ()),
+                Ok(spec) => specs.push((spec, r.path.span())),
                 Err(errs) => {
-                    route_ok = false;
                     for (span, reason) in errs {
                         at(span, reason);
                     }
@@ -492,10 +490,25 @@ impl Config {
                 }
             }
         }
-        if route_ok {
-            if let Err(errs) = router.build() {
-                for e in errs {
-                    at(0..0, e.to_string());
+        // Conflicts between routes: on failure, find where each one appears by
+        // building the table one route at a time (only on the error path).
+        let build = |specs: &[(portcullis_router::RouteSpec, Range<usize>)]| {
+            specs
+                .iter()
+                .fold(portcullis_router::Router::<()>::builder(), |b, (s, _)| {
+                    b.route(s.clone(), ())
+                })
+                .build()
+                .map(drop)
+        };
+        if build(&specs).is_err() {
+            let mut reported = 0;
+            for i in 0..specs.len() {
+                if let Err(errs) = build(&specs[..=i]) {
+                    for e in errs.iter().skip(reported) {
+                        at(specs[i].1.clone(), e.to_string());
+                    }
+                    reported = errs.len();
                 }
             }
         }
@@ -538,6 +551,59 @@ mod tests {
             errs[1].reason
         );
         assert_eq!(errs[2].line, Some(10));
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../examples/gateway.toml");
+        let config = parse(text).unwrap_or_else(|m| panic!("{m:?}"));
+        assert_eq!(config.routes.len(), 3);
+        assert_eq!(config.auth.len(), 2);
+    }
+
+    #[test]
+    fn route_and_filter_mistakes_are_reported_at_their_lines() {
+        let text = "\
+[[services]]
+name = \"a\"
+endpoints = [\"http://127.0.0.1:1\"]
+
+[[routes]]
+path = \"/y/{id}\"
+service = \"a\"
+[[routes.filters]]
+auth = \"nope\"
+
+[[routes]]
+path = \"/y/{name}\"
+service = \"a\"
+[[routes.filters]]
+deny_headers = [\"bad header\"]
+
+[[routes]]
+path = \"/z\"
+service = \"a\"
+methods = []
+";
+        let errs = parse(text).unwrap_err();
+        let lines: Vec<_> = errs.iter().map(|m| m.line).collect();
+        assert_eq!(lines, [Some(8), Some(12), Some(14), Some(20)], "{errs:?}");
+        assert!(errs[0].reason.contains("unknown auth policy"), "{errs:?}");
+        assert!(errs[1].reason.contains("conflicts"), "{errs:?}");
+        assert!(errs[2].reason.contains("deny_headers"), "{errs:?}");
+        assert!(errs[3].reason.contains("method list is empty"), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_filters_are_named() {
+        let text = "[[services]]\nname = \"a\"\nendpoints = [\"http://127.0.0.1:1\"]\n[[routes]]\nservice = \"a\"\n[[routes.filters]]\ncompress = true\n";
+        let errs = parse(text).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].line, Some(7), "{errs:?}");
+        assert!(
+            errs[0].reason.contains("unknown variant `compress`"),
+            "{errs:?}"
+        );
     }
 
     #[test]
