@@ -89,7 +89,7 @@ pub fn build(config: &Config) -> anyhow::Result<Stack> {
         .context("server.trusted_proxies")?;
     let via = ViaLayer::try_new(s.via.clone()).context("server.via")?;
     let access_log = if config.access_log.enabled {
-        AccessLogLayer::from_config(&config.access_log).context("access_log")?
+        AccessLogLayer::from_config(&access_log_config(config)).context("access_log")?
     } else {
         AccessLogLayer::disabled()
     };
@@ -118,6 +118,28 @@ pub fn build(config: &Config) -> anyhow::Result<Stack> {
             ),
         ),
     ))
+}
+
+/// The access log settings, with every API-key policy's header and query
+/// parameter added to what is redacted: a key is a credential wherever it is
+/// sent, whether or not the operator repeated it in `[access_log]`.
+fn access_log_config(config: &Config) -> portcullis_accesslog::AccessLogConfig {
+    let mut c = config.access_log.clone();
+    for policy in config.auth.values() {
+        if let portcullis_auth::AuthConfig::ApiKey(k) = policy.get_ref() {
+            if let Some(h) = &k.header {
+                if !c.redact_headers.iter().any(|x| x.eq_ignore_ascii_case(h)) {
+                    c.redact_headers.push(h.clone());
+                }
+            }
+            if let Some(q) = &k.query {
+                if !c.redact_query_params.contains(q) {
+                    c.redact_query_params.push(q.clone());
+                }
+            }
+        }
+    }
+    c
 }
 
 fn join<E: std::fmt::Display>(errs: &[E]) -> String {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::support::gateway::{EnvChange, free_port};
+use crate::support::gateway::EnvChange;
 use crate::support::wire::is_cut;
 use crate::support::{Action, Client, Gateway, Origin, Record, TempDir, exchange, get, ok};
 
@@ -274,10 +274,8 @@ fn admin_config(admin: &str, state: &std::path::Path, origin: &Origin) -> String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_listener_answers_healthz_and_readyz() {
     let origin = Origin::start(echo_target).await;
-    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .expect("admin addr");
-    let gw = Gateway::run_with_admin(&admin.to_string(), "", &routes(&origin)).await;
+    let gw = Gateway::run_with_admin("127.0.0.1:0", "", &routes(&origin)).await;
+    let admin = gw.admin_addr();
     assert!(
         gw.logs().contains("admin listening"),
         "no admin listening log line:\n{}",
@@ -312,8 +310,8 @@ async fn run_creates_a_private_admin_token_without_the_variable() {
     let origin = Origin::start(echo_target).await;
     let dir = TempDir::new();
     let state = dir.0.join("state");
-    let admin = format!("127.0.0.1:{}", free_port());
-    let text = admin_config(&admin, &state, &origin);
+    let admin = "127.0.0.1:0";
+    let text = admin_config(admin, &state, &origin);
     let gw = Gateway::run_file_with_env(dir, &text, &[EnvChange::Remove("PORTCULLIS_ADMIN_TOKEN")])
         .await;
     let token = state.join("admin-token");
@@ -341,8 +339,8 @@ async fn run_creates_no_token_file_with_the_variable_set() {
     let origin = Origin::start(echo_target).await;
     let dir = TempDir::new();
     let state = dir.0.join("state");
-    let admin = format!("127.0.0.1:{}", free_port());
-    let text = admin_config(&admin, &state, &origin);
+    let admin = "127.0.0.1:0";
+    let text = admin_config(admin, &state, &origin);
     let gw = Gateway::run_file_with_env(
         dir,
         &text,

@@ -10,9 +10,12 @@
 
 mod support;
 
+mod access_log;
+mod auth;
 mod body_limits;
 mod check;
 mod disconnect;
+mod filters;
 mod forwarding;
 mod framing;
 mod h2c;
@@ -20,8 +23,10 @@ mod hardening;
 mod hop_by_hop;
 mod large_bodies;
 mod listener;
+mod metrics;
 mod paths;
 mod responses;
+mod routing;
 mod shutdown;
 mod startup;
 mod upgrade;

@@ -45,12 +45,6 @@ impl Drop for TempDir {
     }
 }
 
-/// A port nothing listens on (bound, then released).
-pub(crate) fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// A port that refuses connections for as long as the returned socket lives: bound
 /// but not listening, so no other test can take it meanwhile.
 pub(crate) fn refusing_port() -> (tokio::net::TcpSocket, u16) {
@@ -85,13 +79,13 @@ impl Gateway {
     }
 
     /// `portcullis run --config FILE`, the file being a `[server]` section (listen
-    /// on port 0, admin on a free port, state in a temp folder, then
-    /// `server_extra`), followed by `rest`.
+    /// on port 0, admin on port 0 — its address is in the log,
+    /// [`Gateway::admin_addr`] — state in a temp folder, then `server_extra`),
+    /// followed by `rest`.
     pub(crate) async fn run(server_extra: &str, rest: &str) -> Self {
-        // A known free port, so tests can reach the admin listener (port 0 for
-        // both listeners works too: `startup::both_listeners_on_port_zero`).
-        let admin = format!("127.0.0.1:{}", free_port());
-        Self::run_with_admin(&admin, server_extra, rest).await
+        // Port 0, not a port found free a moment ago: another test could take
+        // that one in between, and the gateway would fail to start.
+        Self::run_with_admin("127.0.0.1:0", server_extra, rest).await
     }
 
     /// As [`Gateway::run`], with this `admin_listen`.

@@ -1,5 +1,7 @@
 //! Test support: a raw recording origin, a raw client and the gateway process.
 
+pub(crate) mod access;
+pub(crate) mod admin;
 pub(crate) mod client;
 pub(crate) mod gateway;
 pub(crate) mod origin;
@@ -20,4 +22,14 @@ pub(crate) async fn exchange(gw: &Gateway, request: &[u8]) -> Response {
     let mut c = Client::connect(gw.addr).await;
     c.send(request).await;
     c.response().await
+}
+
+/// A `[[services]]` table named `name` with one endpoint, `url`.
+pub(crate) fn service(name: &str, url: &str) -> String {
+    format!("[[services]]\nname = \"{name}\"\nendpoints = [\"{url}\"]\n\n")
+}
+
+/// An origin answering `200 OK` with its `name` as the body, every time.
+pub(crate) async fn named_origin(name: &'static str) -> Origin {
+    Origin::start(move |_| Action::Respond(ok(name))).await
 }
