@@ -1,5 +1,7 @@
 //! `Auth` on its allow path (API key, JWT HS256, JWT RS256) against the same
-//! service without the layer, on a realistic request.
+//! service without the layer, on a realistic request. The JWT groups measure the
+//! full verification (`with_layer`, cache off) and the same token repeated with
+//! the verified-token cache on (`cached`).
 //!
 //! Run: `cargo bench -p portcullis-auth -- --warm-up-time 1 --measurement-time 3`.
 // criterion's macros define undocumented pub fns; set-up checks may panic.
@@ -8,6 +10,7 @@
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
@@ -41,7 +44,12 @@ fn request(name: &'static str, value: &str) -> Request<()> {
         .expect("static request")
 }
 
-fn bench_allow(c: &mut Criterion, name: &str, layer: AuthLayer, make: &dyn Fn() -> Request<()>) {
+fn bench_allow(
+    c: &mut Criterion,
+    name: &str,
+    layers: Vec<(&str, AuthLayer)>,
+    make: &dyn Fn() -> Request<()>,
+) {
     let mut group = c.benchmark_group(name);
     let mut bare = service_fn(ok);
     group.bench_function("without_layer", |b| {
@@ -51,21 +59,23 @@ fn bench_allow(c: &mut Criterion, name: &str, layer: AuthLayer, make: &dyn Fn() 
             BatchSize::SmallInput,
         )
     });
-    let mut layered = layer.layer(service_fn(ok));
-    // The layer must really allow: check once, outside the measurement.
-    let res = layered
-        .call(make())
-        .now_or_never()
-        .expect("ready")
-        .expect("infallible");
-    assert_eq!(res.status(), 200);
-    group.bench_function("with_layer", |b| {
-        b.iter_batched(
-            make,
-            |req| black_box(layered.call(req).now_or_never()),
-            BatchSize::SmallInput,
-        )
-    });
+    for (id, layer) in layers {
+        let mut layered = layer.layer(service_fn(ok));
+        // The layer must really allow: check once, outside the measurement.
+        let res = layered
+            .call(make())
+            .now_or_never()
+            .expect("ready")
+            .expect("infallible");
+        assert_eq!(res.status(), 200);
+        group.bench_function(id, |b| {
+            b.iter_batched(
+                make,
+                |req| black_box(layered.call(req).now_or_never()),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 
@@ -88,14 +98,30 @@ fn benches(c: &mut Criterion) {
         .key("acme", "ak_live_6f1c2d3e4b5a4c7d8e9f0a1b2c3d4e5f")
         .key("globex", "ak_live_0a1b2c3d4e5f6f1c2d3e4b5a4c7d8e9f")
         .key("initech", "ak_live_4c7d8e9f0a1b2c3d4e5f6f1c2d3e4b5a");
-    bench_allow(c, "api_key_allow", AuthLayer::api_key(keys), &|| {
-        request("x-api-key", "ak_live_4c7d8e9f0a1b2c3d4e5f6f1c2d3e4b5a")
-    });
+    bench_allow(
+        c,
+        "api_key_allow",
+        vec![("with_layer", AuthLayer::api_key(keys))],
+        &|| request("x-api-key", "ak_live_4c7d8e9f0a1b2c3d4e5f6f1c2d3e4b5a"),
+    );
 
     let jwt = || {
         JwtAuth::new()
             .issuer("https://issuer.example")
             .audience("api")
+    };
+    // Every request verified, or the repeated token served from the cache.
+    let uncached_and_cached = |key: JwtKey| {
+        vec![
+            (
+                "with_layer",
+                AuthLayer::jwt(jwt().key(key.clone()).cache(0, Duration::ZERO)),
+            ),
+            (
+                "cached",
+                AuthLayer::jwt(jwt().key(key).cache(4096, Duration::from_secs(60))),
+            ),
+        ]
     };
     let hs = format!(
         "Bearer {}",
@@ -104,7 +130,7 @@ fn benches(c: &mut Criterion) {
     bench_allow(
         c,
         "jwt_hs256_allow",
-        AuthLayer::jwt(jwt().key(JwtKey::hs256(HS_SECRET).kid("k1"))),
+        uncached_and_cached(JwtKey::hs256(HS_SECRET).kid("k1")),
         &|| request("authorization", &hs),
     );
 
@@ -113,12 +139,9 @@ fn benches(c: &mut Criterion) {
     let rs_pub = JwtKey::from_pem(JwtAlgorithm::Rs256, RSA1_PUB)
         .expect("test key")
         .kid("k1");
-    bench_allow(
-        c,
-        "jwt_rs256_allow",
-        AuthLayer::jwt(jwt().key(rs_pub)),
-        &|| request("authorization", &rs),
-    );
+    bench_allow(c, "jwt_rs256_allow", uncached_and_cached(rs_pub), &|| {
+        request("authorization", &rs)
+    });
 }
 
 criterion_group!(auth, benches);

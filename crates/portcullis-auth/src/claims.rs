@@ -44,6 +44,14 @@ pub(crate) struct Rules {
     pub(crate) identity_claim: Arc<str>,
 }
 
+/// A token whose claims passed the rules.
+#[derive(Debug)]
+pub(crate) struct Valid {
+    pub(crate) identity: Arc<str>,
+    /// The `exp` claim, seconds since the epoch.
+    pub(crate) exp: f64,
+}
+
 #[derive(Debug, Default)]
 struct Claims {
     exp: Option<f64>,
@@ -107,8 +115,8 @@ pub(crate) fn decode_segment(segment: &str) -> Option<Vec<u8>> {
 
 impl Rules {
     /// Checks the claims JSON against the rules at time `now` (seconds since the
-    /// epoch) and returns the identity, or a short reason.
-    pub(crate) fn check(&self, claims_json: &[u8], now: f64) -> Result<Arc<str>, &'static str> {
+    /// epoch) and returns the identity and `exp`, or a short reason.
+    pub(crate) fn check(&self, claims_json: &[u8], now: f64) -> Result<Valid, &'static str> {
         let mut de = serde_json::Deserializer::from_slice(claims_json);
         let seed = ClaimsSeed {
             identity_claim: &self.identity_claim,
@@ -148,7 +156,10 @@ impl Rules {
             _ => claims.identity,
         };
         match identity {
-            Some(id) if !id.is_empty() => Ok(Arc::from(id)),
+            Some(id) if !id.is_empty() => Ok(Valid {
+                identity: Arc::from(id),
+                exp,
+            }),
             _ => Err("identity claim missing"),
         }
     }
@@ -246,7 +257,7 @@ mod tests {
     }
 
     fn check(json: &str) -> Result<Arc<str>, &'static str> {
-        rules().check(json.as_bytes(), 1000.0)
+        rules().check(json.as_bytes(), 1000.0).map(|v| v.identity)
     }
 
     #[test]
@@ -309,6 +320,8 @@ mod tests {
         }
         let many = r#"{"sub":"a","exp":2000,"iss":"iss-1","aud":["x","api"]}"#;
         assert_eq!(check(many).as_deref(), Ok("a"));
+        let valid = rules().check(many.as_bytes(), 1000.0).unwrap();
+        assert_eq!(valid.exp, 2000.0);
     }
 
     #[test]

@@ -133,6 +133,15 @@ pub struct JwtConfig {
     /// Time limit of one JWKS fetch. Default: 2s.
     #[serde(with = "crate::duration")]
     pub jwks_timeout: Duration,
+    /// How many verified tokens to remember (keyed by their SHA-256), so that a
+    /// repeated token skips the signature verification. 0 disables the cache.
+    /// Default: 4096.
+    pub cache_entries: usize,
+    /// How long a remembered token stays accepted at most; never past its `exp`
+    /// plus the leeway. A revoked but unexpired token stays accepted this long.
+    /// Above 0 and at most 1h when the cache is on. Default: 60s.
+    #[serde(with = "crate::duration")]
+    pub cache_ttl: Duration,
     /// A request header in which to forward the identity upstream. Client-sent
     /// copies are always removed. Default: none.
     pub identity_header: Option<String>,
@@ -386,6 +395,8 @@ impl Default for JwtConfig {
             jwks_url: None,
             jwks_refresh: Duration::from_secs(300),
             jwks_timeout: Duration::from_secs(2),
+            cache_entries: 4096,
+            cache_ttl: Duration::from_secs(60),
             identity_header: None,
             keep_credentials: false,
         }
@@ -472,6 +483,15 @@ impl JwtConfig {
                 "jwks_timeout",
                 "0s",
                 "must be above 0",
+            ));
+        }
+        if self.cache_entries > 0
+            && (self.cache_ttl.is_zero() || self.cache_ttl > crate::cache::MAX_CACHE_TTL)
+        {
+            errors.push(ConfigError::invalid(
+                "cache_ttl",
+                humantime::format_duration(self.cache_ttl).to_string(),
+                "must be above 0 and at most 1h (or set cache_entries = 0)",
             ));
         }
         check_identity_header(self.identity_header.as_deref(), errors);

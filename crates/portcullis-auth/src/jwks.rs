@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -33,6 +34,15 @@ const ON_DEMAND_INTERVAL: Duration = Duration::from_secs(10);
 /// refresh interval.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
+/// A fetched key set and its generation, which goes up each time a fetch brings
+/// a different document. Cached verifications remember the generation they were
+/// made with, and are not served under another one.
+#[derive(Debug)]
+pub(crate) struct KeySet {
+    pub(crate) generation: u64,
+    pub(crate) keys: Vec<JwtKey>,
+}
+
 /// A running JWKS fetcher. Dropping it stops the task.
 #[derive(Debug)]
 pub(crate) struct Jwks {
@@ -43,7 +53,7 @@ pub(crate) struct Jwks {
 #[derive(Debug)]
 struct State {
     /// `None` until the first successful fetch.
-    keys: ArcSwapOption<Vec<JwtKey>>,
+    keys: ArcSwapOption<KeySet>,
     refresh_now: Notify,
     epoch: Instant,
     /// Milliseconds since `epoch` of the last on-demand refresh, plus one; 0 = never.
@@ -98,7 +108,7 @@ impl Jwks {
     }
 
     /// The last good key set; `None` before the first successful fetch.
-    pub(crate) fn keys(&self) -> Guard<Option<Arc<Vec<JwtKey>>>> {
+    pub(crate) fn keys(&self) -> Guard<Option<Arc<KeySet>>> {
         self.state.keys.load()
     }
 
@@ -136,11 +146,23 @@ async fn run(state: Arc<State>, url: Uri, refresh: Duration, timeout: Duration) 
         .build_http();
     let host = url.host().unwrap_or_default().to_owned();
     let mut retry = FIRST_RETRY.min(refresh);
+    // The digest of the installed document: the same document again keeps the
+    // key set, its generation and so the cached verifications.
+    let mut installed: Option<[u8; 32]> = None;
+    let mut generation: u64 = 0;
     loop {
         let wait = match fetch(&client, &url, timeout).await {
-            Ok(keys) => {
-                tracing::debug!(host = %host, keys = keys.len(), "jwks refreshed");
-                state.keys.store(Some(Arc::new(keys)));
+            Ok((keys, digest)) => {
+                if installed == Some(digest) {
+                    tracing::debug!(host = %host, "jwks unchanged");
+                } else {
+                    generation = generation.wrapping_add(1);
+                    tracing::debug!(host = %host, keys = keys.len(), generation, "jwks refreshed");
+                    state
+                        .keys
+                        .store(Some(Arc::new(KeySet { generation, keys })));
+                    installed = Some(digest);
+                }
                 retry = FIRST_RETRY.min(refresh);
                 refresh
             }
@@ -168,7 +190,7 @@ async fn fetch(
     client: &Client<HttpConnector, Empty<Bytes>>,
     url: &Uri,
     timeout: Duration,
-) -> Result<Vec<JwtKey>, FetchError> {
+) -> Result<(Vec<JwtKey>, [u8; 32]), FetchError> {
     let req = Request::get(url.clone())
         .header(ACCEPT, "application/json")
         .header(
@@ -190,7 +212,8 @@ async fn fetch(
     })
     .await
     .map_err(|_| FetchError::Timeout)??;
-    parse(&body)
+    let keys = parse(&body)?;
+    Ok((keys, Sha256::digest(&body).into()))
 }
 
 /// Parses a JWKS document, keeping the keys this crate can use.

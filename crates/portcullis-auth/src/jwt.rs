@@ -9,7 +9,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
-use crate::claims::{Compact, JoseHeader, Rules, decode_segment};
+use crate::cache::{Source, TokenCache};
+use crate::claims::{Compact, JoseHeader, Rules, Valid, decode_segment};
 use crate::shared::{Credential, Decision, authorization};
 
 /// Tokens longer than this are refused without being parsed.
@@ -58,7 +59,8 @@ pub struct JwtKey {
 /// `kid`, the keys of the token's `alg`), verifies the signature, requires `exp`,
 /// checks `nbf` when present, and `iss`/`aud` when configured, all with the leeway.
 /// The identity is the string claim named by
-/// [`identity_claim`](JwtAuth::identity_claim). See the [crate docs](crate).
+/// [`identity_claim`](JwtAuth::identity_claim). Verified tokens are cached (see
+/// [`cache`](JwtAuth::cache)). See the [crate docs](crate).
 #[derive(Clone)]
 pub struct JwtAuth {
     realm: Arc<str>,
@@ -67,6 +69,8 @@ pub struct JwtAuth {
     audience: Vec<String>,
     leeway: Duration,
     identity_claim: Arc<str>,
+    cache_entries: usize,
+    cache_ttl: Duration,
     #[cfg(feature = "jwks")]
     jwks: Option<Arc<crate::jwks::Jwks>>,
 }
@@ -77,16 +81,23 @@ pub(crate) struct JwtScheme {
     challenge: HeaderValue,
     keys: Vec<JwtKey>,
     rules: Rules,
+    /// `None` when disabled.
+    cache: Option<Arc<TokenCache>>,
     #[cfg(feature = "jwks")]
     jwks: Option<Arc<crate::jwks::Jwks>>,
+    /// Signature verifications made, for tests to see cache hits.
+    #[cfg(test)]
+    verifications: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What verifying a token with one key gave.
 enum Verified {
     /// The signature did not verify with this key: try the next one.
     WrongKey,
-    /// The key is right; this is the answer.
-    Done(Decision),
+    /// The key is right and the claims pass, at `now` (seconds since the epoch).
+    Valid { valid: Valid, now: f64 },
+    /// The key is right and the token is refused for this reason.
+    Invalid(&'static str),
 }
 
 // === impl JwtAlgorithm ===
@@ -215,7 +226,8 @@ impl Default for JwtAuth {
 
 impl JwtAuth {
     /// JWT authentication with no keys yet, realm `portcullis`, no issuer or
-    /// audience check, a 30 s leeway and the identity in `sub`.
+    /// audience check, a 30 s leeway, the identity in `sub`, and a cache of 4096
+    /// verified tokens for at most 60 s each.
     pub fn new() -> Self {
         Self {
             realm: Arc::from(crate::DEFAULT_REALM),
@@ -224,6 +236,8 @@ impl JwtAuth {
             audience: Vec::new(),
             leeway: Duration::from_secs(30),
             identity_claim: Arc::from("sub"),
+            cache_entries: 4096,
+            cache_ttl: Duration::from_secs(60),
             #[cfg(feature = "jwks")]
             jwks: None,
         }
@@ -270,6 +284,21 @@ impl JwtAuth {
         self
     }
 
+    /// How many verified tokens are remembered, and for how long at most: a
+    /// repeated token then costs a SHA-256 and a map lookup instead of a signature
+    /// verification (about 160 µs for RS256).
+    ///
+    /// An entry is never served past the token's `exp` plus the leeway, nor after
+    /// a JWKS refresh changed the key set when a JWKS key verified it. A revoked
+    /// but unexpired token stays accepted for at most `ttl`. 0 entries or a zero
+    /// `ttl` disable the cache; a `ttl` above one hour is capped. Default: 4096
+    /// entries for 60 s.
+    pub fn cache(mut self, entries: usize, ttl: Duration) -> Self {
+        self.cache_entries = entries;
+        self.cache_ttl = ttl.min(crate::cache::MAX_CACHE_TTL);
+        self
+    }
+
     /// Also takes keys from the JWKS document at `url` (plain `http://` only),
     /// fetched now and every `refresh` in a background task, each fetch bounded by
     /// `timeout`, and fetched again (at most once per 10 s) when a token names an
@@ -303,8 +332,11 @@ impl JwtAuth {
                 leeway: Duration::from_secs(self.leeway.as_secs()).as_secs_f64(),
                 identity_claim: self.identity_claim,
             },
+            cache: TokenCache::new(self.cache_entries, self.cache_ttl).map(Arc::new),
             #[cfg(feature = "jwks")]
             jwks: self.jwks,
+            #[cfg(test)]
+            verifications: Arc::default(),
         }
     }
 }
@@ -317,7 +349,9 @@ impl fmt::Debug for JwtAuth {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
-            .field("identity_claim", &self.identity_claim);
+            .field("identity_claim", &self.identity_claim)
+            .field("cache_entries", &self.cache_entries)
+            .field("cache_ttl", &self.cache_ttl);
         #[cfg(feature = "jwks")]
         d.field("jwks", &self.jwks.is_some());
         d.finish()
@@ -332,6 +366,7 @@ impl fmt::Debug for JwtScheme {
             .field("challenge", &self.challenge)
             .field("keys", &self.keys)
             .field("rules", &self.rules)
+            .field("cache", &self.cache)
             .finish_non_exhaustive()
     }
 }
@@ -350,6 +385,28 @@ impl JwtScheme {
         if token.len() > MAX_TOKEN_LEN {
             return Decision::Deny("token too long");
         }
+
+        #[cfg(feature = "jwks")]
+        let fetched = self.jwks.as_ref().map(|j| j.keys());
+        #[cfg(feature = "jwks")]
+        let (dynamic, generation, jwks_pending): (&[JwtKey], Option<u64>, bool) = match &fetched {
+            Some(guard) => match guard.as_deref() {
+                Some(set) => (set.keys.as_slice(), Some(set.generation), false),
+                None => (&[], None, true),
+            },
+            None => (&[], None, false),
+        };
+        #[cfg(not(feature = "jwks"))]
+        let (dynamic, generation, jwks_pending): (&[JwtKey], Option<u64>, bool) =
+            (&[], None, false);
+
+        let digest = self.cache.as_ref().map(|_| TokenCache::digest(token));
+        if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
+            if let Some(identity) = cache.get(digest, generation) {
+                return Decision::Allow(identity);
+            }
+        }
+
         let Ok(token) = std::str::from_utf8(token) else {
             return Decision::Deny("malformed token");
         };
@@ -370,19 +427,6 @@ impl JwtScheme {
             return Decision::Deny("unsupported critical header");
         }
 
-        #[cfg(feature = "jwks")]
-        let fetched = self.jwks.as_ref().map(|j| j.keys());
-        #[cfg(feature = "jwks")]
-        let (dynamic, jwks_pending): (&[JwtKey], bool) = match &fetched {
-            Some(guard) => match guard.as_deref() {
-                Some(keys) => (keys.as_slice(), false),
-                None => (&[], true),
-            },
-            None => (&[], false),
-        };
-        #[cfg(not(feature = "jwks"))]
-        let (dynamic, jwks_pending): (&[JwtKey], bool) = (&[], false);
-
         if jwks_pending && self.keys.is_empty() {
             return Decision::Unavailable;
         }
@@ -390,7 +434,7 @@ impl JwtScheme {
         let mut tried = 0;
         let mut kid_found = false;
         let mut last = "no key for the token's algorithm";
-        for key in self.keys.iter().chain(dynamic) {
+        for (i, key) in self.keys.iter().chain(dynamic).enumerate() {
             match (header.kid.as_deref(), key.kid.as_deref()) {
                 (Some(want), Some(have)) if want == have => {
                     kid_found = true;
@@ -407,7 +451,27 @@ impl JwtScheme {
             }
             tried += 1;
             match self.verify(&compact, key) {
-                Verified::Done(decision) => return decision,
+                Verified::Valid { valid, now } => {
+                    // Which key: a static one, or a JWKS one of this generation.
+                    let source = if i < self.keys.len() {
+                        Some(Source::Static)
+                    } else {
+                        generation.map(Source::Jwks)
+                    };
+                    if let (Some(cache), Some(digest), Some(source)) = (&self.cache, digest, source)
+                    {
+                        let remaining = valid.exp + self.rules.leeway - now;
+                        cache.insert(
+                            digest,
+                            valid.identity.clone(),
+                            source,
+                            remaining,
+                            generation,
+                        );
+                    }
+                    return Decision::Allow(valid.identity);
+                }
+                Verified::Invalid(reason) => return Decision::Deny(reason),
                 Verified::WrongKey => last = "bad signature",
             }
         }
@@ -422,6 +486,9 @@ impl JwtScheme {
     }
 
     fn verify(&self, token: &Compact<'_>, key: &JwtKey) -> Verified {
+        #[cfg(test)]
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let signed = jsonwebtoken::crypto::verify(
             token.signature,
             token.signing_input.as_bytes(),
@@ -431,17 +498,31 @@ impl JwtScheme {
         match signed {
             Ok(true) => {}
             Ok(false) => return Verified::WrongKey,
-            Err(_) => return Verified::Done(Decision::Deny("malformed token")),
+            Err(_) => return Verified::Invalid("malformed token"),
         }
         let Some(claims) = decode_segment(token.payload) else {
-            return Verified::Done(Decision::Deny("malformed token"));
+            return Verified::Invalid("malformed token");
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        Verified::Done(match self.rules.check(&claims, now) {
-            Ok(identity) => Decision::Allow(identity),
-            Err(reason) => Decision::Deny(reason),
-        })
+        match self.rules.check(&claims, now) {
+            Ok(valid) => Verified::Valid { valid, now },
+            Err(reason) => Verified::Invalid(reason),
+        }
+    }
+}
+
+#[cfg(test)]
+impl JwtScheme {
+    /// How many signature verifications this scheme made.
+    pub(crate) fn verifications_for_tests(&self) -> usize {
+        self.verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many tokens the cache holds.
+    pub(crate) fn cached_for_tests(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.len_for_tests())
     }
 }

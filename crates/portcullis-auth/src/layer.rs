@@ -84,7 +84,8 @@ impl AuthLayer {
                 let mut jwt = JwtAuth::new()
                     .realm(&c.realm)?
                     .leeway(c.leeway)
-                    .identity_claim(c.identity_claim.as_str());
+                    .identity_claim(c.identity_claim.as_str())
+                    .cache(c.cache_entries, c.cache_ttl);
                 if let Some(iss) = &c.issuer {
                     jwt = jwt.issuer(iss.as_str());
                 }

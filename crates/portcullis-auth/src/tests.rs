@@ -946,3 +946,247 @@ fn claims_value_with_sub(sub: &str) -> serde_json::Value {
     c["sub"] = json!(sub);
     c
 }
+
+// ---- JWT verified-token cache ----
+
+fn rs256_token(claims: &serde_json::Value) -> String {
+    let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("k1".to_owned());
+    encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(RSA1_KEY).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The identity `scheme` allows `token` as, or the denial.
+fn jwt_check(scheme: &jwt::JwtScheme, token: &str) -> Result<String, String> {
+    match scheme.check(&bearer(token)) {
+        shared::Decision::Allow(id) => Ok(id.to_string()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+#[tokio::test]
+async fn jwt_cache_serves_a_repeated_rs256_token() {
+    let scheme = jwt().build();
+    let token = rs256_token(&claims());
+    for _ in 0..3 {
+        assert_eq!(jwt_check(&scheme, &token).as_deref(), Ok("svc-a"));
+        assert_eq!(scheme.verifications_for_tests(), 1, "one verification");
+    }
+    assert_eq!(scheme.cached_for_tests(), 1);
+    // Another token is another entry, even with the same claims.
+    let hs = hs256_token(&claims());
+    assert_eq!(jwt_check(&scheme, &hs).as_deref(), Ok("svc-a"));
+    assert_eq!(jwt_check(&scheme, &hs).as_deref(), Ok("svc-a"));
+    assert_eq!(scheme.verifications_for_tests(), 2);
+
+    // Through the layer, the cached answer is the same: identity, header stripped.
+    let layer = AuthLayer::jwt(jwt()).identity_header(IDENTITY);
+    for _ in 0..2 {
+        let res = send(&layer, bearer(&token)).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(seen(&res).headers[&IDENTITY], "svc-a");
+        assert!(seen(&res).headers.get(AUTHORIZATION).is_none());
+    }
+}
+
+#[tokio::test]
+async fn jwt_cache_keeps_only_successes() {
+    let scheme = jwt().build();
+    let mut forged = rs256_token(&claims());
+    forged.push('A');
+    let wrong_aud = rs256_token(
+        &json!({ "sub": "x", "exp": now() + 600, "iss": "https://issuer.example", "aud": "web" }),
+    );
+    for (i, token) in [&forged, &forged, &wrong_aud, &wrong_aud]
+        .into_iter()
+        .enumerate()
+    {
+        assert!(jwt_check(&scheme, token).is_err());
+        assert_eq!(scheme.verifications_for_tests(), i + 1);
+    }
+    assert_eq!(scheme.cached_for_tests(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn jwt_cache_entry_ends_with_the_token_exp_or_the_ttl() {
+    let scheme = jwt()
+        .leeway(Duration::ZERO)
+        .cache(16, Duration::from_secs(60))
+        .build();
+    // exp is read from the system clock at insert: 9 to 10 s from now.
+    let mut c = claims();
+    c["exp"] = json!(now() + 10);
+    let soon = rs256_token(&c);
+    let late = rs256_token(&claims());
+    assert!(jwt_check(&scheme, &soon).is_ok());
+    assert!(jwt_check(&scheme, &late).is_ok());
+    assert_eq!(scheme.verifications_for_tests(), 2);
+
+    tokio::time::advance(Duration::from_secs(8)).await;
+    assert!(jwt_check(&scheme, &soon).is_ok());
+    assert_eq!(scheme.verifications_for_tests(), 2, "still cached");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    // Past exp: not served from the cache. The system clock did not move, so
+    // the full check passes again, which the count shows.
+    assert!(jwt_check(&scheme, &soon).is_ok());
+    assert_eq!(scheme.verifications_for_tests(), 3, "re-verified after exp");
+
+    tokio::time::advance(Duration::from_secs(49)).await;
+    assert!(jwt_check(&scheme, &late).is_ok());
+    assert_eq!(scheme.verifications_for_tests(), 3, "within the ttl");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(jwt_check(&scheme, &late).is_ok());
+    assert_eq!(
+        scheme.verifications_for_tests(),
+        4,
+        "re-verified after the ttl"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn jwt_cache_is_bounded() {
+    let scheme = jwt().cache(2, Duration::from_secs(60)).build();
+    let tokens: Vec<String> = ["a", "b", "c"]
+        .into_iter()
+        .map(|sub| hs256_token(&claims_value_with_sub(sub)))
+        .collect();
+    for token in &tokens {
+        assert!(jwt_check(&scheme, token).is_ok());
+        // Distinct insert instants: "a" is the closest to its end.
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    assert_eq!(scheme.cached_for_tests(), 2);
+    assert_eq!(scheme.verifications_for_tests(), 3);
+    assert_eq!(jwt_check(&scheme, &tokens[1]).as_deref(), Ok("b"));
+    assert_eq!(jwt_check(&scheme, &tokens[2]).as_deref(), Ok("c"));
+    assert_eq!(scheme.verifications_for_tests(), 3, "b and c cached");
+    assert_eq!(jwt_check(&scheme, &tokens[0]).as_deref(), Ok("a"));
+    assert_eq!(scheme.verifications_for_tests(), 4, "a was evicted");
+    assert_eq!(scheme.cached_for_tests(), 2);
+}
+
+#[tokio::test]
+async fn jwt_cache_disabled_with_zero_entries() {
+    let scheme = jwt().cache(0, Duration::from_secs(60)).build();
+    let token = rs256_token(&claims());
+    for i in 1..=3 {
+        assert_eq!(jwt_check(&scheme, &token).as_deref(), Ok("svc-a"));
+        assert_eq!(scheme.verifications_for_tests(), i);
+    }
+    assert_eq!(scheme.cached_for_tests(), 0);
+}
+
+#[test]
+fn jwt_cache_config_defaults_and_validation() {
+    let c: JwtConfig = toml::from_str("").unwrap();
+    assert_eq!(c.cache_entries, 4096);
+    assert_eq!(c.cache_ttl, Duration::from_secs(60));
+    for (toml_text, ok) in [
+        ("cache_ttl = \"0s\"", false),
+        ("cache_ttl = \"2h\"", false),
+        ("cache_ttl = \"1h\"", true),
+        ("cache_entries = 0\ncache_ttl = \"0s\"", true),
+    ] {
+        let text = format!("type = \"jwt\"\njwks_url = \"http://idp/jwks\"\n{toml_text}");
+        let config: AuthConfig = toml::from_str(&text).unwrap();
+        let messages: Vec<String> = config
+            .validate()
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .filter(|m| m.starts_with("cache"))
+            .collect();
+        if ok {
+            assert!(messages.is_empty(), "{toml_text}: {messages:?}");
+        } else {
+            let value = if toml_text.contains("2h") { "2h" } else { "0s" };
+            assert_eq!(
+                messages,
+                [format!(
+                    "cache_ttl must be above 0 and at most 1h (or set cache_entries = 0), got \"{value}\""
+                )],
+                "{toml_text}"
+            );
+        }
+    }
+}
+
+#[cfg(feature = "jwks")]
+#[tokio::test]
+async fn jwt_cache_drops_tokens_of_a_removed_jwks_key() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::{Router, extract::State, routing::get as route_get};
+    use jsonwebtoken::jwk::Jwk;
+
+    type Origin = Arc<(Mutex<String>, AtomicUsize)>;
+    async fn serve(State(origin): State<Origin>) -> String {
+        origin.1.fetch_add(1, Ordering::SeqCst);
+        origin.0.lock().unwrap().clone()
+    }
+    let doc = |kids: &[&str]| {
+        let keys: Vec<_> = kids
+            .iter()
+            .map(|kid| {
+                let key = EncodingKey::from_rsa_pem(RSA1_KEY).unwrap();
+                let mut jwk = Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256).unwrap();
+                jwk.common.key_id = Some((*kid).to_owned());
+                jwk
+            })
+            .collect();
+        json!({ "keys": keys }).to_string()
+    };
+    let origin: Origin = Arc::new((Mutex::new(doc(&["k1", "k2"])), AtomicUsize::new(0)));
+    let app = Router::new()
+        .route("/jwks.json", route_get(serve))
+        .with_state(origin.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let refreshes = || async {
+        let seen = origin.1.load(Ordering::SeqCst);
+        // The fetch after the next one starts: the next one was installed.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while origin.1.load(Ordering::SeqCst) < seen + 2 {
+            assert!(tokio::time::Instant::now() < deadline, "no refresh");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    let scheme = JwtAuth::new()
+        .jwks(&url, Duration::from_millis(100), Duration::from_secs(2))
+        .unwrap()
+        .build();
+    refreshes().await;
+    // The same RSA key under kid k2 (static keys have no k2).
+    let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("k2".to_owned());
+    let token = encode(
+        &header,
+        &claims(),
+        &EncodingKey::from_rsa_pem(RSA1_KEY).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(jwt_check(&scheme, &token).as_deref(), Ok("svc-a"));
+    assert_eq!(jwt_check(&scheme, &token).as_deref(), Ok("svc-a"));
+    assert_eq!(scheme.verifications_for_tests(), 1);
+
+    // Refreshes that bring the same document keep the entry.
+    refreshes().await;
+    assert_eq!(jwt_check(&scheme, &token).as_deref(), Ok("svc-a"));
+    assert_eq!(scheme.verifications_for_tests(), 1, "unchanged set: cached");
+
+    // k2 removed: the entry is not served, and the token is refused.
+    *origin.0.lock().unwrap() = doc(&["k1"]);
+    refreshes().await;
+    assert_eq!(
+        jwt_check(&scheme, &token),
+        Err("Deny(\"unknown key id\")".to_owned())
+    );
+    assert_eq!(scheme.cached_for_tests(), 0, "the stale entry was dropped");
+}
