@@ -431,7 +431,9 @@ impl Config {
                 at(policy.span(), format!("auth.{name}: {e}"));
             }
         }
-        if let Err(errs) = self.access_log.validate() {
+        // What the gateway builds: the operator's list plus every API-key header
+        // and query parameter.
+        if let Err(errs) = crate::gateway::access_log_config(self).validate() {
             for e in errs {
                 at(0..0, e.to_string());
             }
@@ -439,6 +441,7 @@ impl Config {
         // Every route goes through the router's own builder, so a config that
         // passes here builds; conflicts between routes are found the same way.
         let mut specs = Vec::new();
+        let identity_headers = crate::gateway::identity_headers(self);
         for r in &self.routes {
             if !names.contains(r.service.get_ref()) {
                 at(
@@ -460,6 +463,20 @@ impl Config {
                     "route max_body must be greater than 0".into(),
                 );
             }
+            let auths = r
+                .filters
+                .iter()
+                .filter(|f| matches!(f.get_ref(), FilterConfig::Auth(_)))
+                .count();
+            if auths > 1 {
+                at(
+                    r.path.span(),
+                    format!(
+                        "route {:?} has {auths} auth filters; one route takes one auth policy",
+                        r.path.get_ref()
+                    ),
+                );
+            }
             for f in &r.filters {
                 let kind = f.get_ref().kind();
                 let mut bad = |reason: String| at(f.span(), format!("filter {kind}: {reason}"));
@@ -471,6 +488,20 @@ impl Config {
                         if let Err(errs) = portcullis_headers::HeaderRules::from_config(rules) {
                             for e in errs {
                                 bad(e.to_string());
+                            }
+                        }
+                        if matches!(f.get_ref(), FilterConfig::RequestHeaders(_)) {
+                            let targets = rules
+                                .rename
+                                .values()
+                                .chain(rules.set.keys())
+                                .chain(rules.add.keys());
+                            for t in targets {
+                                if identity_headers.iter().any(|i| i.eq_ignore_ascii_case(t)) {
+                                    bad(format!(
+                                        "{t:?} is an identity header: only the auth filter sets it"
+                                    ));
+                                }
                             }
                         }
                     }
@@ -592,6 +623,37 @@ methods = []
         assert!(errs[1].reason.contains("conflicts"), "{errs:?}");
         assert!(errs[2].reason.contains("deny_headers"), "{errs:?}");
         assert!(errs[3].reason.contains("method list is empty"), "{errs:?}");
+    }
+
+    #[test]
+    fn identity_headers_are_only_set_by_auth_and_one_auth_per_route() {
+        let text = "\
+[auth.k]
+type = \"api_key\"
+header = \"x-api-key\"
+identity_header = \"x-identity\"
+keys = [ { identity = \"a\", sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\" } ]
+
+[[services]]
+name = \"a\"
+endpoints = [\"http://127.0.0.1:1\"]
+
+[[routes]]
+path = \"/\"
+service = \"a\"
+[[routes.filters]]
+auth = \"k\"
+[[routes.filters]]
+auth = \"k\"
+[[routes.filters]]
+request_headers = { rename = { \"x-user\" = \"X-Identity\" } }
+";
+        let errs = parse(text).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(errs[0].line, Some(12), "{errs:?}");
+        assert!(errs[0].reason.contains("2 auth filters"), "{errs:?}");
+        assert_eq!(errs[1].line, Some(18), "{errs:?}");
+        assert!(errs[1].reason.contains("identity header"), "{errs:?}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use portcullis_accesslog::{AccessLog, AccessLogLayer, RequestId, RequestIdLayer}
 use portcullis_auth::AuthLayer;
 use portcullis_body::{BodyLimitLayer, FramingGuard, FramingGuardLayer, LengthRequiredLayer};
 use portcullis_forwarded::{Forwarded, ForwardedLayer, TrustedProxies, Via, ViaLayer};
-use portcullis_headers::{HeaderRules, RequestHeadersLayer, ResponseHeadersLayer};
+use portcullis_headers::{HeaderRules, RequestHeaders, RequestHeadersLayer, ResponseHeadersLayer};
 use portcullis_hop::{HopByHop, HopByHopLayer};
 use portcullis_metrics::{InFlightLayer, Metrics, MetricsLayer};
 use portcullis_proxy::{Proxy, ProxyClient, Upstream};
@@ -40,8 +40,11 @@ pub type RouteService =
     BoxCloneSyncService<Request<RouteRequestBody>, Response<RouteResponseBody>, Infallible>;
 
 /// The whole request path of the gateway, outermost layer first.
-pub type Stack =
-    RequestId<AccessLog<Metrics<FramingGuard<HopByHop<Forwarded<Via<Router<RouteService>>>>>>>>;
+pub type Stack = RequestId<
+    AccessLog<
+        Metrics<FramingGuard<HopByHop<Forwarded<Via<RequestHeaders<Router<RouteService>>>>>>>,
+    >,
+>;
 
 /// Where a mistake found while turning config into routes is, and what it is.
 pub(crate) type Spanned = (Range<usize>, String);
@@ -88,6 +91,11 @@ pub fn build(config: &Config) -> anyhow::Result<Stack> {
     let trusted = TrustedProxies::parse(s.trusted_proxies.iter().map(|c| c.get_ref().as_str()))
         .context("server.trusted_proxies")?;
     let via = ViaLayer::try_new(s.via.clone()).context("server.via")?;
+    // Identity headers are the gateway's to set: a client's copy is removed from
+    // every request, not only on routes whose auth policy sets the header, so a
+    // route without auth to the same service cannot be used to spoof one.
+    let identity_headers = RequestHeadersLayer::deny(identity_headers(config))
+        .map_err(|e| anyhow!("identity_header: {e}"))?;
     let access_log = if config.access_log.enabled {
         AccessLogLayer::from_config(&access_log_config(config)).context("access_log")?
     } else {
@@ -112,7 +120,7 @@ pub fn build(config: &Config) -> anyhow::Result<Stack> {
                     HopByHopLayer::new().layer(
                         ForwardedLayer::new(trusted)
                             .rfc7239(s.forwarded_header)
-                            .layer(via.layer(router)),
+                            .layer(via.layer(identity_headers.layer(router))),
                     ),
                 ),
             ),
@@ -120,10 +128,29 @@ pub fn build(config: &Config) -> anyhow::Result<Stack> {
     ))
 }
 
+/// Every `identity_header` of the auth policies.
+pub(crate) fn identity_headers(config: &Config) -> Vec<String> {
+    use portcullis_auth::AuthConfig;
+    let mut out: Vec<String> = Vec::new();
+    for policy in config.auth.values() {
+        let h = match policy.get_ref() {
+            AuthConfig::ApiKey(c) => &c.identity_header,
+            AuthConfig::Basic(c) => &c.identity_header,
+            AuthConfig::Jwt(c) => &c.identity_header,
+        };
+        if let Some(h) = h {
+            if !out.iter().any(|x| x.eq_ignore_ascii_case(h)) {
+                out.push(h.to_ascii_lowercase());
+            }
+        }
+    }
+    out
+}
+
 /// The access log settings, with every API-key policy's header and query
 /// parameter added to what is redacted: a key is a credential wherever it is
 /// sent, whether or not the operator repeated it in `[access_log]`.
-fn access_log_config(config: &Config) -> portcullis_accesslog::AccessLogConfig {
+pub(crate) fn access_log_config(config: &Config) -> portcullis_accesslog::AccessLogConfig {
     let mut c = config.access_log.clone();
     for policy in config.auth.values() {
         if let portcullis_auth::AuthConfig::ApiKey(k) = policy.get_ref() {

@@ -602,3 +602,53 @@ async fn jwt_keys_from_a_rotating_jwks() {
     assert_eq!(records[0].head.get_all("x-user"), ["old-key-user"]);
     assert_eq!(records[1].head.get_all("x-user"), ["new-key-user"]);
 }
+
+/// A client's copy of an identity header is removed on every route, not only on
+/// routes whose auth policy sets it: a route without auth to the same service
+/// must not be a way to spoof the identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_header_cannot_be_spoofed_through_a_route_without_auth() {
+    let origin = origin().await;
+    let rest = format!(
+        "{}[auth.keys]\ntype = \"api_key\"\nheader = \"x-api-key\"\n\
+         identity_header = \"x-portcullis-identity\"\n\
+         keys = [ {{ identity = \"acme\", sha256 = \"{}\" }} ]\n\n\
+         [[routes]]\npath = \"/private/\"\nservice = \"svc\"\n\
+         [[routes.filters]]\nauth = \"keys\"\n\n\
+         [[routes]]\npath = \"/public/\"\nservice = \"svc\"\n",
+        service("svc", &origin.url()),
+        sha256_hex("k-1"),
+    );
+    let gw = Gateway::run("", &rest).await;
+
+    let res = get_with(
+        &gw,
+        "/public/x",
+        "X-Portcullis-Identity: admin\r\nx-portcullis-identity: root\r\n",
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    let res = get_with(
+        &gw,
+        "/private/x",
+        "x-api-key: k-1\r\nx-portcullis-identity: admin\r\n",
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+
+    let records = origin.records();
+    assert_eq!(records.len(), 2);
+    let public = &records[0];
+    assert_eq!(public.head.start, "GET /public/x HTTP/1.1");
+    assert!(
+        public.head.get_all("x-portcullis-identity").is_empty(),
+        "{}",
+        public.head.text()
+    );
+    assert_eq!(
+        records[1].head.get_all("x-portcullis-identity"),
+        ["acme"],
+        "{}",
+        records[1].head.text()
+    );
+}
