@@ -67,8 +67,11 @@ impl ApiKeys {
         }
     }
 
-    /// Keys presented in the query parameter `name` (matched byte for byte, not
-    /// percent-decoded; its value is percent-decoded).
+    /// Keys presented in the query parameter `name`. Parameter names are
+    /// compared decoded, as upstream frameworks decode them (`%XX` escapes and
+    /// `+` as a space), so `api%5Fkey` is the same parameter as `api_key`: two
+    /// such parameters are refused (403) like two key headers, and every one is
+    /// removed with the key. The value is percent-decoded (`+` stays a `+`).
     ///
     /// Fails when `name` is empty or has characters other than ASCII letters,
     /// digits, `-`, `_` and `.`.
@@ -102,6 +105,14 @@ impl ApiKeys {
         let digest = parse_sha256_hex(hex)
             .map_err(|reason| ConfigError::invalid("sha256", "[redacted]", reason))?;
         Ok(self.sha256(identity, digest))
+    }
+
+    /// The header the key comes in, if it comes in a header.
+    pub(crate) fn header_name(&self) -> Option<&HeaderName> {
+        match &self.source {
+            Source::Header(name) => Some(name),
+            Source::Query(_) => None,
+        }
     }
 
     pub(crate) fn challenge(&self) -> &HeaderValue {
@@ -203,12 +214,14 @@ enum Found<'a> {
     Many,
 }
 
-/// The raw value of parameter `name` in `query`.
+/// The raw value of parameter `name` in `query`. Names are compared decoded
+/// (see [`name_matches`]): `api%5Fkey` is the same parameter as `api_key`, and
+/// both together are two key parameters.
 fn find_param<'a>(query: &'a str, name: &str) -> Found<'a> {
     let mut found = Found::None;
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key == name {
+        if name_matches(key, name) {
             found = match found {
                 Found::None => Found::One(value),
                 _ => return Found::Many,
@@ -216,6 +229,49 @@ fn find_param<'a>(query: &'a str, name: &str) -> Found<'a> {
         }
     }
     found
+}
+
+/// Whether the raw parameter name `raw` decodes to `name` the way
+/// `application/x-www-form-urlencoded` parsers (`form_urlencoded`, axum's
+/// `Query`, Go's `url.ParseQuery`, Python's `parse_qs`, Java servlets) decode it:
+/// `%XX` escapes with hex digits in either case, and `+` as a space. Upstreams
+/// see the decoded name, so the layer must too. Allocates nothing.
+fn name_matches(raw: &str, name: &str) -> bool {
+    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
+        return raw == name;
+    }
+    FormDecode(raw.as_bytes()).eq(name.bytes())
+}
+
+/// The bytes of a form-encoded string, decoded: `%XX` escapes and `+` as a
+/// space; a malformed escape stays as is.
+struct FormDecode<'a>(&'a [u8]);
+
+impl Iterator for FormDecode<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let (&first, rest) = self.0.split_first()?;
+        let (byte, rest) = match (first, rest) {
+            (b'%', [hi, lo, after @ ..]) => match (hex_digit(*hi), hex_digit(*lo)) {
+                (Some(hi), Some(lo)) => ((hi << 4) | lo, after),
+                _ => (b'%', rest),
+            },
+            (b'+', _) => (b' ', rest),
+            (b, _) => (b, rest),
+        };
+        self.0 = rest;
+        Some(byte)
+    }
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Decodes `%XX` escapes; anything else, a malformed escape included, stays as is.
@@ -241,13 +297,14 @@ fn percent_decode(s: &str) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// `uri` without every `name=…` pair of its query, other pairs kept byte for
-/// byte and in order; `None` when the parameter is absent.
+/// `uri` without every pair of its query whose name decodes to `name`
+/// (`api_key=…`, `api%5Fkey=…`), other pairs kept byte for byte and in order;
+/// `None` when the parameter is absent.
 fn without_param(uri: &Uri, name: &str) -> Result<Option<Uri>, &'static str> {
     let Some(query) = uri.query() else {
         return Ok(None);
     };
-    let is_key = |pair: &&str| pair.split_once('=').map_or(*pair, |(k, _)| k) == name;
+    let is_key = |pair: &&str| name_matches(pair.split_once('=').map_or(*pair, |(k, _)| k), name);
     if !query.split('&').any(|pair| is_key(&pair)) {
         return Ok(None);
     }
@@ -284,6 +341,44 @@ mod tests {
             find_param("api_key=1&api_key=2", "api_key"),
             Found::Many
         ));
+    }
+
+    #[test]
+    fn param_names_are_compared_decoded() {
+        assert!(name_matches("api_key", "api_key"));
+        assert!(name_matches("api%5Fkey", "api_key"));
+        assert!(name_matches("%61pi%5fkey", "api_key"));
+        assert!(name_matches("a+b", "a b"));
+        assert!(name_matches("a%2Bb", "a+b"));
+        assert!(!name_matches("a+b", "a+b"));
+        assert!(!name_matches("api%5key", "api_key"));
+        assert!(name_matches("api%5", "api%5"));
+        assert!(name_matches("api%", "api%"));
+        assert!(!name_matches("api%255Fkey", "api_key"));
+        assert!(!name_matches("api_keyx", "api_key"));
+        assert!(matches!(
+            find_param("api%5Fkey=k&b=2", "api_key"),
+            Found::One("k")
+        ));
+        assert!(matches!(
+            find_param("api_key=1&api%5Fkey=2", "api_key"),
+            Found::Many
+        ));
+        assert!(matches!(
+            find_param("api%5fkey=1&%61pi_key=2", "api_key"),
+            Found::Many
+        ));
+    }
+
+    #[test]
+    fn removes_every_encoding_of_the_key_parameter() {
+        let uri: Uri = "/p?a=1&api_key=s&api%5Fkey=t&%61pi_key&api%5fkeyx=2"
+            .parse()
+            .unwrap();
+        let out = without_param(&uri, "api_key").unwrap().unwrap();
+        assert_eq!(out, "/p?a=1&api%5fkeyx=2");
+        let uri: Uri = "/p?api%5Fkey=s".parse().unwrap();
+        assert_eq!(without_param(&uri, "api_key").unwrap().unwrap(), "/p");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The compact JWS form and the registered claims, parsed in one pass each.
 //!
-//! Signatures are verified by `jsonwebtoken::crypto::verify`; everything around
+//! Signatures are verified by jsonwebtoken's RustCrypto verifiers; everything around
 //! it is here, so that a token costs one header parse and one claims parse.
 
 use std::borrow::Cow;

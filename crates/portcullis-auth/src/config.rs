@@ -47,7 +47,10 @@ pub struct ApiKeyConfig {
     /// one. Default: empty.
     pub keys: Vec<ApiKeyEntry>,
     /// A request header in which to forward the identity upstream. Client-sent
-    /// copies are always removed. Default: none.
+    /// copies are always removed. Framing, hop-by-hop, credential, request-id and
+    /// forwarding headers are refused (see
+    /// [`AuthLayer::identity_header`](crate::AuthLayer::identity_header)).
+    /// Default: none.
     pub identity_header: Option<String>,
     /// Forward the key header or query parameter upstream. Default: false.
     pub keep_credentials: bool,
@@ -88,7 +91,10 @@ pub struct BasicConfig {
     #[serde(with = "crate::duration")]
     pub verification_wait: Duration,
     /// A request header in which to forward the identity (the user name)
-    /// upstream. Client-sent copies are always removed. Default: none.
+    /// upstream. Client-sent copies are always removed. Framing, hop-by-hop,
+    /// credential, request-id and forwarding headers are refused (see
+    /// [`AuthLayer::identity_header`](crate::AuthLayer::identity_header)).
+    /// Default: none.
     pub identity_header: Option<String>,
     /// Forward the `Authorization` header upstream. Default: false.
     pub keep_credentials: bool,
@@ -120,7 +126,8 @@ pub struct JwtConfig {
     /// Default: 30s.
     #[serde(with = "crate::duration")]
     pub leeway: Duration,
-    /// The claim that holds the identity (a string). Default: `sub`.
+    /// The claim that holds the identity (a string). Not `exp`, `nbf` or `iat`,
+    /// which are numbers. Default: `sub`.
     pub identity_claim: String,
     /// Static verification keys. At least one key or a `jwks_url`. Default: empty.
     pub keys: Vec<JwtKeyConfig>,
@@ -143,7 +150,10 @@ pub struct JwtConfig {
     #[serde(with = "crate::duration")]
     pub cache_ttl: Duration,
     /// A request header in which to forward the identity upstream. Client-sent
-    /// copies are always removed. Default: none.
+    /// copies are always removed. Framing, hop-by-hop, credential, request-id and
+    /// forwarding headers are refused (see
+    /// [`AuthLayer::identity_header`](crate::AuthLayer::identity_header)).
+    /// Default: none.
     pub identity_header: Option<String>,
     /// Forward the `Authorization` header upstream. Default: false.
     pub keep_credentials: bool,
@@ -306,16 +316,7 @@ impl ApiKeyConfig {
                 )),
             }
         }
-        let identity = check_identity_header(self.identity_header.as_deref(), errors);
-        if let (Some(id), Some(key)) = (identity, key_header) {
-            if id == key {
-                errors.push(ConfigError::invalid(
-                    "identity_header",
-                    id.as_str(),
-                    "must differ from the key header",
-                ));
-            }
-        }
+        check_identity_header(self.identity_header.as_deref(), key_header.as_ref(), errors);
     }
 }
 
@@ -377,7 +378,7 @@ impl BasicConfig {
                 "must be at least 1",
             ));
         }
-        check_identity_header(self.identity_header.as_deref(), errors);
+        check_identity_header(self.identity_header.as_deref(), None, errors);
     }
 }
 
@@ -438,6 +439,12 @@ impl JwtConfig {
                 "",
                 "must not be empty",
             ));
+        } else if crate::jwt::NUMERIC_CLAIMS.contains(&self.identity_claim.as_str()) {
+            errors.push(ConfigError::invalid(
+                "identity_claim",
+                self.identity_claim.as_str(),
+                "must not be a numeric registered claim (exp, nbf, iat): the identity is a string",
+            ));
         }
         if self.keys.is_empty() && self.jwks_url.is_none() {
             errors.push(ConfigError::missing(
@@ -494,7 +501,7 @@ impl JwtConfig {
                 "must be above 0 and at most 1h (or set cache_entries = 0)",
             ));
         }
-        check_identity_header(self.identity_header.as_deref(), errors);
+        check_identity_header(self.identity_header.as_deref(), None, errors);
     }
 }
 
@@ -577,27 +584,23 @@ fn check_identity(key: &str, identity: &str, errors: &mut Vec<ConfigError>) {
     }
 }
 
-fn check_identity_header(name: Option<&str>, errors: &mut Vec<ConfigError>) -> Option<HeaderName> {
-    let name = name?;
-    match HeaderName::from_bytes(name.as_bytes()) {
-        Ok(h) if h == http::header::AUTHORIZATION || h == http::header::HOST => {
-            errors.push(ConfigError::invalid(
-                "identity_header",
-                name,
-                "must not be a standard request header the layer relies on",
-            ));
-            None
-        }
-        Ok(h) => Some(h),
-        Err(_) => {
-            errors.push(ConfigError::invalid(
-                "identity_header",
-                name,
-                "is not a valid header name",
-            ));
-            None
-        }
-    }
+/// Checks `identity_header`: a valid name, not reserved, not the key header.
+fn check_identity_header(
+    name: Option<&str>,
+    key_header: Option<&HeaderName>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let Some(name) = name else {
+        return;
+    };
+    let reason = match HeaderName::from_bytes(name.as_bytes()) {
+        Ok(h) => match crate::shared::check_identity_header(&h, key_header) {
+            Ok(()) => return,
+            Err(reason) => reason,
+        },
+        Err(_) => "is not a valid header name",
+    };
+    errors.push(ConfigError::invalid("identity_header", name, reason));
 }
 
 /// Parses and checks a JWKS URL: plain `http://` with a host.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Request};
+use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER as RUST_CRYPTO;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,9 @@ pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(3600);
 /// At most this many keys are tried for one token (tokens without `kid` are
 /// tried against every key of their algorithm).
 const MAX_KEYS_TRIED: usize = 8;
+
+/// The registered claims that are numbers (RFC 7519 §4.1), never an identity.
+pub(crate) const NUMERIC_CLAIMS: [&str; 3] = ["exp", "nbf", "iat"];
 
 /// A JWT signature algorithm. Each key is pinned to one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -55,8 +59,9 @@ pub struct JwtKey {
 
 /// JWT bearer-token authentication, for [`AuthLayer::jwt`](crate::AuthLayer::jwt).
 ///
-/// Reads `Authorization: Bearer <token>`, picks the key by `kid` (or, without a
-/// `kid`, the keys of the token's `alg`), verifies the signature, requires `exp`,
+/// Reads `Authorization: Bearer <token>`, tries the keys of the token's `alg`
+/// with its `kid` (without a `kid`, every key of that `alg`; at most 8), verifies
+/// the signature, requires `exp`,
 /// checks `nbf` when present, and `iss`/`aud` when configured, all with the leeway.
 /// The identity is the string claim named by
 /// [`identity_claim`](JwtAuth::identity_claim). Verified tokens are cached (see
@@ -279,6 +284,10 @@ impl JwtAuth {
     }
 
     /// The claim holding the identity, a string. Default: `sub`.
+    ///
+    /// A numeric registered claim (`exp`, `nbf`, `iat`) never holds a string,
+    /// so every token would be refused: [`JwtConfig`](crate::JwtConfig) refuses
+    /// them.
     pub fn identity_claim(mut self, claim: impl Into<Arc<str>>) -> Self {
         self.identity_claim = claim.into();
         self
@@ -431,20 +440,25 @@ impl JwtScheme {
             return Decision::Unavailable;
         }
 
+        // Candidates: the keys of the token's `alg` with its `kid`, or, without a
+        // `kid`, every key of its `alg`. A key of another algorithm is never
+        // tried: several keys may share a `kid` across algorithms (a JWKS
+        // rotating algorithms), so one of another `alg` refuses nothing alone.
         let mut tried = 0;
         let mut kid_found = false;
         let mut last = "no key for the token's algorithm";
         for (i, key) in self.keys.iter().chain(dynamic).enumerate() {
-            match (header.kid.as_deref(), key.kid.as_deref()) {
-                (Some(want), Some(have)) if want == have => {
-                    kid_found = true;
-                    if key.alg != alg {
-                        return Decision::Deny("algorithm does not match the key");
-                    }
+            if let Some(want) = header.kid.as_deref() {
+                if key.kid.as_deref() != Some(want) {
+                    continue;
                 }
-                (Some(_), _) => continue,
-                (None, _) if key.alg != alg => continue,
-                (None, _) => {}
+                kid_found = true;
+            }
+            if key.alg != alg {
+                if header.kid.is_some() && tried == 0 {
+                    last = "algorithm does not match the key";
+                }
+                continue;
             }
             if tried == MAX_KEYS_TRIED {
                 break;
@@ -475,12 +489,16 @@ impl JwtScheme {
                 Verified::WrongKey => last = "bad signature",
             }
         }
-        if header.kid.is_some() && !kid_found {
+        if header.kid.is_some() && tried == 0 {
+            // An unknown `kid`, or one known only for other algorithms: the JWKS
+            // may have rotated since the last fetch.
             #[cfg(feature = "jwks")]
             if let Some(jwks) = &self.jwks {
                 jwks.refresh_soon();
             }
-            return Decision::Deny("unknown key id");
+            if !kid_found {
+                return Decision::Deny("unknown key id");
+            }
         }
         Decision::Deny(last)
     }
@@ -489,16 +507,22 @@ impl JwtScheme {
         #[cfg(test)]
         self.verifications
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let signed = jsonwebtoken::crypto::verify(
-            token.signature,
-            token.signing_input.as_bytes(),
-            &key.key,
-            key.alg.to_jsonwebtoken(),
-        );
-        match signed {
-            Ok(true) => {}
-            Ok(false) => return Verified::WrongKey,
+        let Some(signature) = decode_segment(token.signature) else {
+            return Verified::Invalid("malformed token");
+        };
+        // The RustCrypto verifiers, called directly: `jsonwebtoken::crypto::verify`
+        // goes through the process-wide provider, which panics on every call when
+        // feature unification enables both `rust_crypto` and `aws_lc_rs` and
+        // nobody installed one, and which any crate in the process may replace.
+        let verifier = match (RUST_CRYPTO.verifier_factory)(&key.alg.to_jsonwebtoken(), &key.key) {
+            Ok(verifier) => verifier,
             Err(_) => return Verified::Invalid("malformed token"),
+        };
+        if verifier
+            .verify(token.signing_input.as_bytes(), &signature)
+            .is_err()
+        {
+            return Verified::WrongKey;
         }
         let Some(claims) = decode_segment(token.payload) else {
             return Verified::Invalid("malformed token");

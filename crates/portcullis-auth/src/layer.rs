@@ -110,7 +110,7 @@ impl AuthLayer {
                         h.as_str(),
                         "is not a valid header name",
                     )
-                })?)
+                })?)?
             }
             None => layer,
         };
@@ -121,9 +121,37 @@ impl AuthLayer {
     /// of the header are always removed first, whatever the outcome. An identity
     /// that is not a valid header value (a JWT claim with a line break) is refused
     /// with 403. Default: none.
-    pub fn identity_header(mut self, name: HeaderName) -> Self {
+    ///
+    /// The identity is written after the gateway's framing guard, hop-by-hop
+    /// filter and forwarding layer ran, so this fails with
+    /// [`ConfigError::Invalid`] for a header they or the upstream give a meaning
+    /// to: `connection`, `content-length`, `keep-alive`, `proxy-connection`, `te`,
+    /// `trailer`, `transfer-encoding`, `upgrade`, `expect`, `host`,
+    /// `authorization`, `proxy-authorization`, `cookie`, `x-request-id`,
+    /// `forwarded`, `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host`,
+    /// `x-forwarded-port`, `via`, and the header the API key comes in.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use portcullis_auth::{ApiKeys, AuthLayer};
+    ///
+    /// let keys = || ApiKeys::header(HeaderName::from_static("x-api-key")).key("acme", "k");
+    /// let _layer = AuthLayer::api_key(keys())
+    ///     .identity_header(HeaderName::from_static("x-portcullis-identity"))?;
+    /// assert!(AuthLayer::api_key(keys())
+    ///     .identity_header(HeaderName::from_static("transfer-encoding"))
+    ///     .is_err());
+    /// # Ok::<(), portcullis_auth::ConfigError>(())
+    /// ```
+    pub fn identity_header(mut self, name: HeaderName) -> Result<Self, ConfigError> {
+        let key_header = match &self.shared.scheme {
+            Scheme::ApiKey(keys) => keys.header_name(),
+            Scheme::Basic(_) | Scheme::Jwt(_) => None,
+        };
+        crate::shared::check_identity_header(&name, key_header)
+            .map_err(|reason| ConfigError::invalid("identity_header", name.as_str(), reason))?;
         Arc::make_mut(&mut self.shared).identity_header = Some(name);
-        self
+        Ok(self)
     }
 
     /// Forwards the credentials upstream (the `Authorization` header, the key

@@ -57,9 +57,10 @@
 //!   threads, with a cache of recent successes. Unknown users cost a full
 //!   verification too (no user enumeration by timing).
 //! - **JWT** ([`JwtAuth`]): `Authorization: Bearer <token>`, HS256, RS256, ES256 or
-//!   EdDSA. Every key is pinned to one algorithm: the key is chosen by the token's
-//!   `kid` (or, without one, among the keys of the token's `alg`), and a token whose
-//!   `alg` differs from its key's is refused. That refuses `alg: none` and
+//!   EdDSA. Every key is pinned to one algorithm, and only the keys of the
+//!   token's `alg` are tried: those with the token's `kid` (several keys may share
+//!   one, across algorithms), or without a `kid`, all of them. A token is never
+//!   verified with a key of another algorithm. That refuses `alg: none` and
 //!   algorithm confusion (an HS256 token "signed" with an RSA public key). `exp` is
 //!   required, `nbf` checked when present, `iss` and `aud` when configured, all
 //!   with the leeway. The identity is a string claim (`sub` by default). Keys come
@@ -131,7 +132,8 @@
 //! - JWT: leeway 30 s, identity claim `sub`, at most 8 keys tried per token, a
 //!   cache of 4096 verified tokens for at most 60 s each.
 //! - JWKS (feature `jwks`): plain `http://` only (TLS to JWKS arrives with R16),
-//!   refreshed every 5 minutes and on an unknown `kid` (at most once per 10 s),
+//!   refreshed every 5 minutes and on a `kid` unknown for the token's `alg` (at
+//!   most once per 10 s),
 //!   2 s per fetch, 1 MiB per document, 64 keys per document; symmetric (`oct`)
 //!   keys are ignored; a failed fetch keeps the last good set and logs a warning,
 //!   retrying after 1 s, doubling up to the refresh interval. The fetch task needs

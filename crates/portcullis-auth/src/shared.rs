@@ -197,6 +197,51 @@ pub(crate) fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Credent
     Credential::Found(credentials)
 }
 
+/// Headers the identity is never written to. The layer inserts the identity
+/// after the gateway's framing guard, hop-by-hop filter and forwarding layer
+/// ran, so a framing header here would smuggle a request (R4), and a credential,
+/// request-id or forwarding header would be trusted upstream as the gateway's.
+const RESERVED_IDENTITY_HEADERS: [&str; 20] = [
+    // Framing and hop-by-hop (RFC 9112 §6, RFC 9110 §7.6.1).
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+    "host",
+    // Credentials.
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    // Set or checked by the gateway.
+    "x-request-id",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "via",
+];
+
+/// Checks an identity header name: not a [reserved](RESERVED_IDENTITY_HEADERS)
+/// header, and not `key_header`, the header the API key comes in.
+pub(crate) fn check_identity_header(
+    name: &HeaderName,
+    key_header: Option<&HeaderName>,
+) -> Result<(), &'static str> {
+    if RESERVED_IDENTITY_HEADERS.contains(&name.as_str()) {
+        Err("must not be a framing, hop-by-hop, credential, request-id or forwarding header")
+    } else if key_header == Some(name) {
+        Err("must differ from the key header")
+    } else {
+        Ok(())
+    }
+}
+
 /// Checks a realm: it goes in a quoted string.
 pub(crate) fn check_realm(realm: &str) -> Result<(), &'static str> {
     if realm.is_empty() {

@@ -97,6 +97,7 @@ fn api_keys() -> AuthLayer {
             .key("globex", "globex-key-1"),
     )
     .identity_header(IDENTITY)
+    .unwrap()
 }
 
 #[tokio::test]
@@ -211,6 +212,27 @@ async fn query_key_missing_wrong_or_repeated() {
         let res = send(&query_keys(), get(uri).body(Empty::new()).unwrap()).await;
         assert_rejected(res, Cause::BadCredentials).await;
     }
+}
+
+#[tokio::test]
+async fn query_key_names_are_compared_percent_decoded() {
+    // A second key parameter spelled differently is still a second key: an
+    // upstream decoding `api%5Fkey` would otherwise read the unchecked one.
+    for uri in [
+        "/p?api_key=k%2B1%2F2&api%5Fkey=other",
+        "/p?api%5fkey=other&api_key=k%2B1%2F2",
+        "/p?api%5Fkey=k%2B1%2F2&%61pi_key=k%2B1%2F2",
+    ] {
+        let res = send(&query_keys(), get(uri).body(Empty::new()).unwrap()).await;
+        assert_rejected(res, Cause::BadCredentials).await;
+    }
+    // An encoded name is the key parameter, and is removed like it.
+    let req = get("/p?x=1&api%5Fkey=k%2B1%2F2&y=2")
+        .body(Empty::new())
+        .unwrap();
+    let res = send(&query_keys(), req).await;
+    assert_eq!(identity(&res), "acme");
+    assert_eq!(seen(&res).uri, "/p?x=1&y=2");
 }
 
 // ---- metrics ----
@@ -335,7 +357,9 @@ fn basic(user_pass: &str) -> String {
 
 #[tokio::test]
 async fn basic_allows_bcrypt_and_argon2_users() {
-    let layer = AuthLayer::basic(basic_users()).identity_header(IDENTITY);
+    let layer = AuthLayer::basic(basic_users())
+        .identity_header(IDENTITY)
+        .unwrap();
     for (creds, who) in [("alice:alice-pw", "alice"), ("bob:bob-pw", "bob")] {
         let req = get("/")
             .header(AUTHORIZATION, basic(creds))
@@ -516,7 +540,7 @@ async fn jwt_denied(layer: &AuthLayer, token: &str) {
 
 #[tokio::test]
 async fn jwt_hs256_allows_and_strips() {
-    let layer = AuthLayer::jwt(jwt()).identity_header(IDENTITY);
+    let layer = AuthLayer::jwt(jwt()).identity_header(IDENTITY).unwrap();
     let res = send(&layer, bearer(&hs256_token(&claims()))).await;
     assert_eq!(identity(&res), "svc-a");
     assert!(seen(&res).headers.get(AUTHORIZATION).is_none());
@@ -683,11 +707,76 @@ async fn jwt_identity_claim_is_configurable_and_required() {
 
 #[tokio::test]
 async fn jwt_identity_that_cannot_be_a_header_is_refused_when_forwarded() {
-    let layer =
-        AuthLayer::jwt(JwtAuth::new().key(JwtKey::hs256(HS_SECRET))).identity_header(IDENTITY);
+    let layer = AuthLayer::jwt(JwtAuth::new().key(JwtKey::hs256(HS_SECRET)))
+        .identity_header(IDENTITY)
+        .unwrap();
     let mut c = claims();
     c["sub"] = json!("line\nbreak");
     jwt_denied(&layer, &hs256_token(&c)).await;
+}
+
+#[tokio::test]
+async fn jwt_keys_sharing_a_kid_across_algorithms_are_all_tried() {
+    // A JWKS rotating algorithms publishes one `kid` for keys of two algorithms;
+    // the key of the other algorithm comes first.
+    let scheme = JwtAuth::new()
+        .key(JwtKey::hs256(HS_SECRET).kid("k"))
+        .key(
+            JwtKey::from_pem(JwtAlgorithm::Es256, EC_PUB)
+                .unwrap()
+                .kid("k"),
+        )
+        .key(
+            JwtKey::from_pem(JwtAlgorithm::Rs256, RSA1_PUB)
+                .unwrap()
+                .kid("k"),
+        )
+        .cache(0, Duration::ZERO)
+        .build();
+    let token = |alg, key: &EncodingKey| {
+        let mut header = Header::new(alg);
+        header.kid = Some("k".to_owned());
+        encode(&header, &claims(), key).unwrap()
+    };
+    let rsa = EncodingKey::from_rsa_pem(RSA1_KEY).unwrap();
+    let ec = EncodingKey::from_ec_pem(EC_KEY).unwrap();
+    let hs = EncodingKey::from_secret(HS_SECRET);
+    use jsonwebtoken::Algorithm::{ES256, HS256, RS256};
+    assert_eq!(
+        jwt_check(&scheme, &token(RS256, &rsa)).as_deref(),
+        Ok("svc-a")
+    );
+    assert_eq!(
+        jwt_check(&scheme, &token(ES256, &ec)).as_deref(),
+        Ok("svc-a")
+    );
+    assert_eq!(
+        jwt_check(&scheme, &token(HS256, &hs)).as_deref(),
+        Ok("svc-a")
+    );
+    // Only the key of the token's algorithm was tried: one verification each.
+    assert_eq!(scheme.verifications_for_tests(), 3);
+    // Still never a key of another algorithm: HS256 "signed" with the RSA
+    // public key, and EdDSA with no key of that `kid`.
+    let forged = token(HS256, &EncodingKey::from_secret(RSA1_PUB));
+    assert_eq!(
+        jwt_check(&scheme, &forged),
+        Err(r#"Deny("bad signature")"#.to_owned())
+    );
+    let ed = token(
+        jsonwebtoken::Algorithm::EdDSA,
+        &EncodingKey::from_ed_pem(ED_KEY).unwrap(),
+    );
+    assert_eq!(
+        jwt_check(&scheme, &ed),
+        Err(r#"Deny("algorithm does not match the key")"#.to_owned())
+    );
+    assert_eq!(scheme.verifications_for_tests(), 4);
+    let other_secret = EncodingKey::from_secret(b"another-secret-another-secret-xx");
+    assert_eq!(
+        jwt_check(&scheme, &token(HS256, &other_secret)),
+        Err(r#"Deny("bad signature")"#.to_owned())
+    );
 }
 
 // ---- configuration ----
@@ -984,7 +1073,7 @@ async fn jwt_cache_serves_a_repeated_rs256_token() {
     assert_eq!(scheme.verifications_for_tests(), 2);
 
     // Through the layer, the cached answer is the same: identity, header stripped.
-    let layer = AuthLayer::jwt(jwt()).identity_header(IDENTITY);
+    let layer = AuthLayer::jwt(jwt()).identity_header(IDENTITY).unwrap();
     for _ in 0..2 {
         let res = send(&layer, bearer(&token)).await;
         assert_eq!(res.status(), 200);
@@ -1189,4 +1278,139 @@ async fn jwt_cache_drops_tokens_of_a_removed_jwks_key() {
         Err("Deny(\"unknown key id\")".to_owned())
     );
     assert_eq!(scheme.cached_for_tests(), 0, "the stale entry was dropped");
+}
+
+// ---- identity header and claim checks ----
+
+/// Every header the identity must never be written to.
+const RESERVED: [&str; 20] = [
+    "connection",
+    "content-length",
+    "host",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "authorization",
+    "cookie",
+    "x-request-id",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "via",
+    "expect",
+];
+
+#[test]
+fn identity_header_refuses_framing_hop_by_hop_and_credential_headers() {
+    let layers = || {
+        [
+            api_keys(),
+            AuthLayer::basic(basic_users()),
+            AuthLayer::jwt(JwtAuth::new().key(JwtKey::hs256(HS_SECRET))),
+        ]
+    };
+    for name in RESERVED {
+        for layer in layers() {
+            let err = layer
+                .identity_header(HeaderName::from_static(name))
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "identity_header must not be a framing, hop-by-hop, credential, \
+                     request-id or forwarding header, got {name:?}"
+                )
+            );
+        }
+        // Whatever the case in the configuration.
+        for config in [
+            format!(
+                "type = \"api_key\"\nheader = \"x-api-key\"\nidentity_header = \"{}\"\n\
+                 keys = [ {{ identity = \"a\", sha256 = \"{}\" }} ]",
+                name.to_uppercase(),
+                "0".repeat(64)
+            ),
+            format!(
+                "type = \"jwt\"\nidentity_header = \"{name}\"\n\
+                 keys = [ {{ alg = \"HS256\", secret = \"{}\" }} ]",
+                "s".repeat(32)
+            ),
+        ] {
+            let config: AuthConfig = toml::from_str(&config).unwrap();
+            let errors = config.validate().unwrap_err();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(
+                matches!(&errors[0], ConfigError::Invalid { key, .. } if key == "identity_header"),
+                "{errors:?}"
+            );
+            assert!(AuthLayer::from_config(&config).is_err());
+        }
+    }
+    // The API key's own header, from the builder and from configuration.
+    let keys = ApiKeys::header(HeaderName::from_static("x-api-key")).key("acme", "k");
+    let err = AuthLayer::api_key(keys)
+        .identity_header(HeaderName::from_static("x-api-key"))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "identity_header must differ from the key header, got \"x-api-key\""
+    );
+    let config: AuthConfig = toml::from_str(&format!(
+        "type = \"api_key\"\nheader = \"X-Api-Key\"\nidentity_header = \"x-api-key\"\n\
+         keys = [ {{ identity = \"a\", sha256 = \"{}\" }} ]",
+        "0".repeat(64)
+    ))
+    .unwrap();
+    let err = AuthLayer::from_config(&config).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "identity_header must differ from the key header, got \"x-api-key\""
+    );
+    // Ordinary headers are fine.
+    for layer in layers() {
+        let _layer = layer
+            .identity_header(HeaderName::from_static("x-user"))
+            .unwrap();
+    }
+}
+
+#[test]
+fn jwt_identity_claim_must_not_be_a_numeric_claim() {
+    for claim in ["exp", "nbf", "iat"] {
+        let config: AuthConfig = toml::from_str(&format!(
+            "type = \"jwt\"\nidentity_claim = \"{claim}\"\n\
+             keys = [ {{ alg = \"HS256\", secret = \"{}\" }} ]",
+            "s".repeat(32)
+        ))
+        .unwrap();
+        let messages: Vec<String> = config
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            messages,
+            [format!(
+                "identity_claim must not be a numeric registered claim (exp, nbf, iat): \
+                 the identity is a string, got {claim:?}"
+            )]
+        );
+        assert!(AuthLayer::from_config(&config).is_err());
+    }
+    for claim in ["sub", "email", "jti", "iss"] {
+        let config: AuthConfig = toml::from_str(&format!(
+            "type = \"jwt\"\nidentity_claim = \"{claim}\"\n\
+             keys = [ {{ alg = \"HS256\", secret = \"{}\" }} ]",
+            "s".repeat(32)
+        ))
+        .unwrap();
+        config.validate().unwrap();
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use portcullis_core::{MatchedRoute, ServiceName};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -95,6 +95,68 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+    many_label_sets(c, &rt);
+}
+
+/// A route and status the inner service of [`many_label_sets`] answers with.
+#[derive(Clone)]
+struct Answer(MatchedRoute, StatusCode);
+
+/// 50 routes × 10 methods × 6 status classes: 3,000 label sets in turn, more
+/// than a small handle cache holds.
+fn many_label_sets(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let methods = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "FOO",
+    ]
+    .map(|m| Method::from_bytes(m.as_bytes()).expect("a method"));
+    let statuses =
+        [101, 200, 302, 404, 503, 600].map(|s| StatusCode::from_u16(s).expect("a status"));
+    let mut answers = Vec::new();
+    for route in 0..50 {
+        let route = MatchedRoute {
+            name: Arc::from(format!("r{route}")),
+            template: Arc::from(format!("/r{route}/{{id}}")),
+        };
+        for method in &methods {
+            for status in statuses {
+                answers.push((method.clone(), Answer(route.clone(), status)));
+            }
+        }
+    }
+    let service = ServiceName::new("droplets");
+    let inner = service_fn(move |req: Request<Empty<Bytes>>| {
+        let answer = req.extensions().get::<Answer>().cloned();
+        let service = service.clone();
+        async move {
+            let mut res = Response::new(Full::<Bytes>::from("ok"));
+            if let Some(Answer(route, status)) = answer {
+                *res.status_mut() = status;
+                res.extensions_mut().insert(route);
+            }
+            res.extensions_mut().insert(service);
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let mut layered = portcullis_metrics::MetricsLayer::new().layer(inner);
+    let mut next = answers.iter().cycle();
+    c.bench_function("metrics/with MetricsLayer, 3000 label sets", |b| {
+        b.iter(|| {
+            let (method, answer) = next.next().expect("a cycle");
+            let mut req = request();
+            *req.method_mut() = method.clone();
+            req.extensions_mut().insert(answer.clone());
+            rt.block_on(async {
+                let res = layered
+                    .ready()
+                    .await
+                    .expect("ready")
+                    .call(req)
+                    .await
+                    .expect("infallible");
+                black_box(res.into_body().collect().await.expect("infallible"));
+            })
+        })
+    });
 }
 
 criterion_group!(benches, bench);

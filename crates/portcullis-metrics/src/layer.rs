@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use crate::cache::DEFAULT_CACHE_CAPACITY;
 use crate::record::{InFlightShared, Shared};
 use crate::{InFlight, Metrics};
 
@@ -31,12 +32,36 @@ pub struct InFlightLayer {
 // === impl MetricsLayer ===
 
 impl MetricsLayer {
-    /// A metrics layer. It has no knobs: labels come from the response
-    /// extensions and metrics go to the current `metrics` recorder.
+    /// A metrics layer. Labels come from the response extensions and metrics go
+    /// to the current `metrics` recorder.
     pub fn new() -> Self {
+        Self::with_cache_capacity(DEFAULT_CACHE_CAPACITY)
+    }
+
+    /// How many label sets (service, route, method, status class) the layer
+    /// keeps metric handles for; default 16,384.
+    ///
+    /// Size it to the configuration: services × routes × 10 methods × 6 status
+    /// classes, at most. A label set past it evicts a sixteenth of the cached
+    /// ones to make room, and re-registers its handles with the recorder when
+    /// seen again: still counted, only slower. `0` is taken as `1`.
+    ///
+    /// The layer starts with an empty cache: call this before
+    /// [`layer`](Layer::layer)ing any service.
+    pub fn cache_capacity(self, capacity: usize) -> Self {
+        Self::with_cache_capacity(capacity)
+    }
+
+    fn with_cache_capacity(capacity: usize) -> Self {
         Self {
-            shared: Arc::new(Shared::new()),
+            shared: Arc::new(Shared::new(capacity)),
         }
+    }
+
+    /// The state this layer's services share.
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 }
 

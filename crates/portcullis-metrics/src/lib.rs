@@ -102,17 +102,22 @@
 //!
 //! # Limits and defaults
 //!
-//! Neither layer has knobs or buffers anything; bodies stream through unchanged
-//! (frames, trailers, size hint, end of stream). Both record to the current
-//! `metrics` recorder: without one, nothing is recorded.
+//! Neither layer buffers anything; bodies stream through unchanged (frames,
+//! trailers, size hint, end of stream). Both record to the current `metrics`
+//! recorder: without one, nothing is recorded.
 //!
 //! To keep the hot path short, each layer caches its metric handles by label set,
 //! comparing the route and service strings by identity (the router's `Arc<str>`),
-//! so a request neither builds nor hashes label strings. A cache holds up to
-//! 1,024 label sets and starts over when full (a config reload brings new
-//! `Arc`s). Cached handles stay bound to the recorder that was current when a
-//! label set was first seen: install the recorder before serving, and build new
-//! layers to switch recorders.
+//! so a request neither builds nor hashes label strings: a hit takes a read lock
+//! only, a new label set the write lock once. A [`MetricsLayer`] cache holds up to
+//! 16,384 label sets ([`MetricsLayer::cache_capacity`]): services × routes × 10
+//! methods × 6 status classes, so 50 routes of 5 services fit. Past it, a new label
+//! set evicts a sixteenth of the cache, never all of it; evicted label sets are
+//! still counted, their handles re-registered when seen again. A config reload
+//! brings new `Arc`s, hence new entries. Cached handles stay bound to the recorder
+//! that was current when a label set was first seen: install the recorder before
+//! serving, and build new layers to switch recorders.
+//!
 //! [`describe`] registers the help text and unit of every metric, including those
 //! other crates emit ([`AUTH_DECISIONS_TOTAL`], [`RATELIMIT_DECISIONS_TOTAL`],
 //! [`ENDPOINT_HEALTHY`]).

@@ -6,7 +6,7 @@ use ::metrics::{Counter, Gauge, Histogram, Label, SharedString, counter, gauge, 
 use portcullis_core::Cause;
 use tokio::time::Instant;
 
-use crate::cache::{HandleCache, PtrStr};
+use crate::cache::{DEFAULT_CACHE_CAPACITY, HandleCache, PtrStr};
 use crate::labels::{INTERNAL, MethodLabel, StatusClass, UNMATCHED};
 use crate::metrics::{
     HTTP_REJECTIONS_TOTAL, HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_IN_FLIGHT,
@@ -24,7 +24,7 @@ pub(crate) struct Shared {
     upstream: HandleCache<PtrStr, Histogram>,
 }
 
-type HttpKey = (PtrStr, PtrStr, MethodLabel, StatusClass);
+pub(crate) type HttpKey = (PtrStr, PtrStr, MethodLabel, StatusClass);
 
 /// State shared by every clone of an [`InFlightLayer`](crate::InFlightLayer) and
 /// its services.
@@ -55,13 +55,20 @@ pub(crate) struct Pending {
 // === impl Shared ===
 
 impl Shared {
-    pub(crate) fn new() -> Self {
+    /// Caches of at most `capacity` label sets each.
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             unmatched: Arc::from(UNMATCHED),
             empty: Arc::from(""),
-            http: HandleCache::new(),
-            upstream: HandleCache::new(),
+            http: HandleCache::new(capacity),
+            upstream: HandleCache::new(capacity),
         }
+    }
+
+    /// The handle cache of `requests_total` and `request_duration_seconds`.
+    #[cfg(test)]
+    pub(crate) fn http_cache(&self) -> &HandleCache<HttpKey, (Counter, Histogram)> {
+        &self.http
     }
 
     /// The `route` label of requests without a `MatchedRoute`.
@@ -152,7 +159,7 @@ impl InFlightShared {
     pub(crate) fn new() -> Self {
         Self {
             empty: Arc::from(""),
-            gauges: HandleCache::new(),
+            gauges: HandleCache::new(DEFAULT_CACHE_CAPACITY),
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::body::InFlightGuard;
+use crate::cache::DEFAULT_CACHE_CAPACITY;
 use crate::labels::MethodLabel;
 use crate::record::{InFlightShared, Shared};
 use crate::{
@@ -38,7 +39,7 @@ pub struct InFlight<S> {
 impl<S> Metrics<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
-        Self::from_shared(inner, Arc::new(Shared::new()))
+        Self::from_shared(inner, Arc::new(Shared::new(DEFAULT_CACHE_CAPACITY)))
     }
 
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {

@@ -246,6 +246,137 @@ async fn non_standard_method_is_other() {
     assert_eq!(recorder.series(HTTP_REQUESTS_TOTAL).len(), 2);
 }
 
+/// What [`answering`] puts on the response: its status, route and service.
+#[derive(Debug, Clone)]
+struct Answer(StatusCode, MatchedRoute, ServiceName);
+
+/// A service answering with the [`Answer`] in the request extensions.
+fn answering() -> impl Service<
+    Request<Empty<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone {
+    service_fn(|req: Request<Empty<Bytes>>| {
+        let answer = req.extensions().get::<Answer>().cloned();
+        async move {
+            let mut res = Response::new(Full::from(""));
+            if let Some(Answer(status, route, service)) = answer {
+                *res.status_mut() = status;
+                res.extensions_mut().insert(route);
+                res.extensions_mut().insert(service);
+            }
+            Ok(res)
+        }
+    })
+}
+
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "FOO",
+];
+const STATUSES: [u16; 6] = [101, 200, 302, 404, 503, 600];
+
+/// One request of every method and status class to each of `routes` routes of
+/// each of `services` services: `services × routes × 60` label sets.
+fn every_label_set(services: usize, routes: usize) -> Vec<Request<Empty<Bytes>>> {
+    let mut requests = Vec::new();
+    for service in 0..services {
+        let service = ServiceName::new(format!("s{service}"));
+        for route in 0..routes {
+            let route = MatchedRoute {
+                name: Arc::from(format!("r{route}")),
+                template: Arc::from(format!("/r{route}/{{id}}")),
+            };
+            for method in METHODS {
+                for status in STATUSES {
+                    let mut req = get("/");
+                    *req.method_mut() = Method::from_bytes(method.as_bytes()).unwrap();
+                    let status = StatusCode::from_u16(status).unwrap();
+                    req.extensions_mut()
+                        .insert(Answer(status, route.clone(), service.clone()));
+                    requests.push(req);
+                }
+            }
+        }
+    }
+    requests
+}
+
+async fn serve_all<S>(svc: &mut S, requests: Vec<Request<Empty<Bytes>>>)
+where
+    S: Service<Request<Empty<Bytes>>, Error = Infallible>,
+{
+    for req in requests {
+        drop(svc.ready().await.unwrap().call(req).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn default_cache_holds_50_routes_with_every_method_and_class() {
+    let recorder = TestRecorder::default();
+    let _guard = ::metrics::set_default_local_recorder(&recorder);
+    let layer = MetricsLayer::new();
+    let mut svc = layer.layer(answering());
+
+    // Twice each, with the same route and service `Arc`s, as from a router.
+    let requests = every_label_set(1, 50);
+    let again: Vec<_> = requests
+        .iter()
+        .map(|req| {
+            let mut copy = get("/");
+            *copy.method_mut() = req.method().clone();
+            copy.extensions_mut()
+                .insert(req.extensions().get::<Answer>().unwrap().clone());
+            copy
+        })
+        .collect();
+    serve_all(&mut svc, requests).await;
+    serve_all(&mut svc, again).await;
+
+    let cache = layer.shared().http_cache();
+    assert_eq!(cache.len(), 3000);
+    assert_eq!(cache.evicted(), 0, "no eviction below the default capacity");
+    assert_eq!(recorder.series(HTTP_REQUESTS_TOTAL).len(), 3000);
+    let key = "portcullis_http_requests_total{service=s0,route=/r49/{id},method=other,status_class=other}";
+    assert_eq!(recorder.counter(key), 2);
+}
+
+#[tokio::test]
+async fn cache_capacity_is_respected_and_evicts_in_batches() {
+    let recorder = TestRecorder::default();
+    let _guard = ::metrics::set_default_local_recorder(&recorder);
+    let layer = MetricsLayer::new().cache_capacity(1000);
+    let mut svc = layer.layer(answering());
+    let cache = layer.shared().http_cache();
+
+    for req in every_label_set(1, 50) {
+        drop(svc.ready().await.unwrap().call(req).await.unwrap());
+        assert!(cache.len() <= 1000, "{} cached", cache.len());
+    }
+    // 3000 label sets, 62 evicted per overflow: never emptied.
+    assert!(cache.len() > 1000 - 62, "{} cached", cache.len());
+    assert!(cache.evicted() >= 2000, "{} evicted", cache.evicted());
+    assert_eq!(cache.evicted() % 62, 0, "{} evicted", cache.evicted());
+    // Eviction costs handles, not counts.
+    assert_eq!(recorder.series(HTTP_REQUESTS_TOTAL).len(), 3000);
+    let key =
+        "portcullis_http_requests_total{service=s0,route=/r0/{id},method=GET,status_class=1xx}";
+    assert_eq!(recorder.counter(key), 1);
+}
+
+#[tokio::test]
+async fn default_cache_capacity_is_respected() {
+    // No recorder: handles are no-ops, only the cache is under test.
+    let layer = MetricsLayer::new();
+    let mut svc = layer.layer(answering());
+    // 6 services × 50 routes × 60 = 18,000 label sets, past 16,384.
+    serve_all(&mut svc, every_label_set(6, 50)).await;
+    let cache = layer.shared().http_cache();
+    assert!(cache.len() <= 16_384, "{} cached", cache.len());
+    assert!(cache.len() > 16_384 - 1024, "{} cached", cache.len());
+    assert_eq!(cache.len() + cache.evicted(), 18_000);
+}
+
 #[tokio::test]
 async fn upstream_error_is_counted_with_its_cause() {
     let recorder = TestRecorder::default();
