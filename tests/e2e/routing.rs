@@ -319,3 +319,68 @@ async fn rewrite_fills_the_template_from_captures() {
         );
     }
 }
+
+/// A path whose dot segments would make the upstream resolve it to another
+/// route (one behind auth, say) is ambiguous: 400, and the origin sees nothing.
+/// The same path through a catch-all still passes byte for byte (`paths.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_that_would_cross_routes_are_refused() {
+    let public = named_origin("public").await;
+    let admin = named_origin("admin").await;
+    let rest = format!(
+        "{}{}\
+         [auth.keys]\ntype = \"api_key\"\nheader = \"x-api-key\"\n\
+         keys = [ {{ identity = \"a\", sha256 = \"{}\" }} ]\n\n\
+         [[routes]]\npath = \"/public/\"\nservice = \"public\"\n\n\
+         [[routes]]\npath = \"/admin/\"\nservice = \"admin\"\n\
+         [[routes.filters]]\nauth = \"keys\"\n",
+        service("public", &public.url()),
+        service("admin", &admin.url()),
+        crate::auth::sha256_hex("k"),
+    );
+    let gw = Gateway::run("", &rest).await;
+    for target in [
+        "/public/../admin/secret",
+        "/public/%2e%2e/admin/secret",
+        "/public/.%2E/admin/secret",
+    ] {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: t.local\r\nx-request-id: r1\r\n\r\n");
+        let res = exchange(&gw, req.as_bytes()).await;
+        assert_eq!(res.status, 400, "{target}: {}", res.dump());
+        assert_eq!(
+            res.head.get_all("portcullis-error"),
+            ["bad_request"],
+            "{}",
+            res.dump()
+        );
+    }
+    // Dot segments that stay inside the route are forwarded as sent.
+    let (status, body) = ask(&gw, "t.local", "/public/a/../b", "").await;
+    assert_eq!((status, body.as_str()), (200, "public"));
+    let rec = public.only_record().await;
+    assert_eq!(rec.head.start, "GET /public/a/../b HTTP/1.1");
+    admin.assert_untouched().await;
+}
+
+/// A Host that is not a host name or address (and optional port) is refused:
+/// `api.example.com:@evil.com` must not be taken for `api.example.com`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_hosts_are_refused() {
+    let api = named_origin("api").await;
+    let rest = format!(
+        "{}[[routes]]\nhost = \"api.example.com\"\npath = \"/\"\nservice = \"api\"\n",
+        service("api", &api.url()),
+    );
+    let gw = Gateway::run("", &rest).await;
+    for host in [
+        "api.example.com:@evil.com",
+        "api.example.com:80:90",
+        "api.example.com/x",
+    ] {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let res = exchange(&gw, req.as_bytes()).await;
+        assert_eq!(res.status, 400, "{host}: {}", res.dump());
+    }
+    let (status, body) = ask(&gw, "api.example.com:8080", "/", "").await;
+    assert_eq!((status, body.as_str()), (200, "api"));
+}

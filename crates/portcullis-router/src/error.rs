@@ -71,6 +71,19 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The prefix to strip can never apply to the route's path: it is neither a
+    /// segment-boundary prefix of the path's fixed part (the literal part before
+    /// the first `{` for a template) nor, for prefix and template routes, an
+    /// extension of it. Such a strip would silently do nothing.
+    #[error("route {route:?}: strip_prefix {prefix:?} can never apply to its path {path:?}")]
+    StripPrefixNotOnPath {
+        /// The route's name.
+        route: Arc<str>,
+        /// The prefix as configured.
+        prefix: String,
+        /// The route's path as configured.
+        path: String,
+    },
     /// The rewrite target is malformed.
     #[error("route {route:?}: invalid rewrite {rewrite:?}: {reason}")]
     InvalidRewrite {

@@ -75,7 +75,9 @@
 //!   [`PathParams`].
 //!
 //! Paths are matched on the raw bytes the client sent: no decoding, no
-//! normalisation (`/a/../b`, `//a` and `%2F` are matched as written).
+//! normalisation (`/a/../b`, `//a` and `%2F` are matched as written). A path
+//! with dot segments must select the same route once they are resolved, see
+//! [Ambiguous paths and hosts](#ambiguous-paths-and-hosts).
 //!
 //! # Matching order
 //!
@@ -85,8 +87,9 @@
 //!    (`*.example.com`, matching any subdomain depth but not `example.com`),
 //!    longest suffix first, then routes without a host. The host comes from the
 //!    URI authority when there is one (absolute-form, HTTP/2 `:authority`), else
-//!    from the `Host` header; the port and a trailing dot are dropped and case is
-//!    ignored.
+//!    from the `Host` header; the port and a trailing dot are dropped, case is
+//!    ignored and IPv6 literals are compared in canonical form (`[0::1]` is
+//!    `[::1]`).
 //! 2. **Path**, within one host: the exact path, then the template matchit picks
 //!    (static segments beat parameters beat catch-alls), then prefixes, longest
 //!    first.
@@ -120,8 +123,52 @@
 //!   `/internal/droplets/{id}`. On a prefix route: a new prefix that replaces
 //!   the matched one (`/v1/` → `/new/`: `/v1/a%2Fb` becomes `/new/a%2Fb`).
 //!
-//! If the edited URI is not valid the answer is a 400 `bad_request`; the router
-//! never panics on a request.
+//! A `strip_prefix` that could never apply to the route's path (`/v1` on
+//! `/api/`) is a [`ConfigError::StripPrefixNotOnPath`]; configured paths, strip
+//! prefixes and rewrite targets may not contain `.` or `..` segments.
+//!
+//! If the edited URI is not valid, starts with `//`, or climbs out of its target
+//! (see below), the answer is a 400 `bad_request`; the router never panics on a
+//! request.
+//!
+//! # Ambiguous paths and hosts
+//!
+//! The router forwards the raw request (R1), but upstreams resolve what they
+//! receive: a path that means one thing to the router and another to the
+//! upstream would let a request pass one route's filters (say, none) and be
+//! served as another's (say, one with authentication). Such requests are
+//! refused with a 400 `bad_request` ([`Cause::BadRequest`](portcullis_core::Cause)
+//! in the response extensions); whatever is accepted is still forwarded byte
+//! for byte.
+//!
+//! - **Dot segments.** When the path (not the query) has a segment that is `.`
+//!   or `..`, with any dot possibly written `%2e`/`%2E`, the router also
+//!   matches the path after RFC 3986 §5.2.4 dot-segment removal (decoding only
+//!   those dots; `%2F` stays opaque), as nginx matches locations. If that
+//!   selects another route, or another outcome (404 instead of a route, 405
+//!   instead of 404), the request is refused: with routes `/public/` and
+//!   `/admin/`, `/public/../admin/x` and `/public/%2e%2e/admin/x` get a 400.
+//!   When both select the same route the raw path is forwarded unchanged
+//!   (`//a/../b` through a catch-all `/` reaches the upstream as `//a/../b`).
+//! - **Edits that climb out.** When the route edits the path and the raw path
+//!   has a `..` segment, the edited path after dot-segment removal must still
+//!   start with the target's fixed prefix: `/` for a strip, the new prefix of a
+//!   prefix rewrite, the literal text before the first `{` of a rewrite
+//!   template (`/static/` for `/static/{rest}`). `/files/a/../../admin` through
+//!   `/files/{*rest}` → `/static/{rest}` is refused. It must not start with
+//!   `//` either.
+//! - **Edits that start with `//`.** An edited path such as `//evil.com/x`
+//!   (`strip_prefix("/s")` on `/s//evil.com/x`) reads as a network-path
+//!   reference to an upstream that resolves it against a base URL: refused.
+//!   Raw paths that were not edited pass as sent.
+//! - **Malformed hosts.** The host the router reads (URI authority, else the
+//!   `Host` header), on every request, must be a reg-name (letters, digits, `-`,
+//!   `.`, `_`; 1 to 255 bytes; IPv4 literals are such names) or a bracketed IPv6
+//!   literal, optionally followed by `:` and one to five digits. Anything else
+//!   (`api.example.com:@evil.com`, `api.example.com:80:90`, an empty `Host`,
+//!   `[::1`) is refused, even when no route names a host, since the `Host` is
+//!   forwarded. Userinfo in an absolute-form URI is ignored. A request without
+//!   any host (HTTP/1.0) matches only routes without a host.
 //!
 //! # Extensions
 //!
@@ -143,7 +190,9 @@
 //! # Limits and defaults
 //!
 //! - A route matches every host, method and header set unless told otherwise.
-//! - Hosts longer than 255 bytes match only routes without a host.
+//! - Hosts longer than 255 bytes are malformed (400).
+//! - The common path costs one byte scan for `.` and `%`; only paths with dot
+//!   segments are matched twice, and only they allocate for it.
 //! - Methods are compared exactly: a `GET` route does not take `HEAD` unless listed.
 //! - The router is always ready; each call clones the route's service (make it
 //!   cheap to clone, e.g. an `axum::Router` or a `BoxCloneSyncService`) and
@@ -161,6 +210,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod ambiguous;
 mod body;
 mod error;
 mod future;

@@ -9,6 +9,7 @@ use http::{HeaderValue, Method, Request, Response, Uri};
 use portcullis_core::{Cause, ErrorResponse};
 use tower_service::Service;
 
+use crate::ambiguous::{dot_segments, host_key, remove_dot_segments};
 use crate::spec::{MAX_HOST_LEN, PathEdit, RewritePart, strip_at_boundary};
 use crate::table::{Captures, Route, Table};
 use crate::{ConfigError, PathParams, ResponseBody, ResponseFuture, RouteSpec};
@@ -34,9 +35,14 @@ pub struct RouterBuilder<S> {
 
 /// What the table says about a request.
 enum Decision<'t, S> {
-    Route(&'t Route<S>, Vec<Range<usize>>),
+    /// The route, its parameters' spans in the raw path, and whether that path
+    /// has a `..` segment.
+    Route(&'t Route<S>, Vec<Range<usize>>, bool),
     MethodNotAllowed(Option<HeaderValue>),
     NoRoute,
+    /// A malformed host, or a path that would select another outcome once its
+    /// dot segments are removed: why.
+    Ambiguous(&'static str),
 }
 
 // === impl RouterBuilder ===
@@ -150,8 +156,9 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let table: &Table<S> = &self.table;
-        let (route, spans) = match decide(table, &req) {
-            Decision::Route(route, spans) => (route, spans),
+        let (route, spans, dotdot) = match decide(table, &req) {
+            Decision::Route(route, spans, dotdot) => (route, spans, dotdot),
+            Decision::Ambiguous(why) => return bad_request(&req, None, why),
             Decision::NoRoute => {
                 tracing::debug!(cause = "no_route", "no route matched");
                 let res = ErrorResponse::for_request(Cause::NoRoute, &req).build();
@@ -182,18 +189,10 @@ where
                 .unwrap_or_else(|| PathAndQuery::from_static("/"));
             (names.clone(), path)
         });
-        match edit_uri(route, req.uri(), &spans) {
+        match edit_uri(route, req.uri(), &spans, dotdot) {
             Ok(None) => {}
             Ok(Some(uri)) => *req.uri_mut() = uri,
-            Err(()) => {
-                tracing::debug!(cause = "bad_request", "rewritten path is not a valid uri");
-                let res = ErrorResponse::for_request(Cause::BadRequest, &req).build();
-                return ResponseFuture::rejected(
-                    res,
-                    Some(route.matched.clone()),
-                    route.service_name.clone(),
-                );
-            }
+            Err(why) => return bad_request(&req, Some(route), why),
         }
         if let Some((names, path)) = original {
             req.extensions_mut()
@@ -208,11 +207,63 @@ where
     }
 }
 
-/// Finds the route for `req`, or says why there is none.
+/// The 400 `bad_request` for an ambiguous request or a refused path edit, out
+/// of the way of the common path.
+#[cold]
+#[inline(never)]
+fn bad_request<S, B, F>(
+    req: &Request<B>,
+    route: Option<&Route<S>>,
+    why: &'static str,
+) -> ResponseFuture<S, B, F> {
+    tracing::debug!(cause = "bad_request", why, "request refused");
+    let res = ErrorResponse::for_request(Cause::BadRequest, req).build();
+    match route {
+        Some(route) => {
+            ResponseFuture::rejected(res, Some(route.matched.clone()), route.service_name.clone())
+        }
+        None => ResponseFuture::rejected(res, None, None),
+    }
+}
+
+/// Finds the route for `req`, or says why there is none. A path with dot
+/// segments is matched a second time without them (RFC 3986 §5.2.4), as an
+/// upstream would resolve it: both must agree.
 fn decide<'t, S, B>(table: &'t Table<S>, req: &Request<B>) -> Decision<'t, S> {
     let mut buf = [0u8; MAX_HOST_LEN];
-    let host = lower_host(request_host(req), &mut buf);
+    let host = match request_host(req) {
+        None => None,
+        Some(raw) => match host_key(raw, &mut buf) {
+            Some(key) => Some(key),
+            None => return Decision::Ambiguous("malformed host"),
+        },
+    };
     let path = req.uri().path();
+    let raw = decide_path(table, host, path, req);
+    let Some(dots) = dot_segments(path) else {
+        return raw;
+    };
+    let normal = remove_dot_segments(path);
+    let same = match (&raw, &decide_path(table, host, &normal, req)) {
+        (Decision::Route(a, ..), Decision::Route(b, ..)) => std::ptr::eq(*a, *b),
+        (Decision::MethodNotAllowed(a), Decision::MethodNotAllowed(b)) => a == b,
+        (Decision::NoRoute, Decision::NoRoute) => true,
+        _ => false,
+    };
+    match raw {
+        _ if !same => Decision::Ambiguous("dot segments select another route"),
+        Decision::Route(route, spans, _) => Decision::Route(route, spans, dots.dotdot),
+        other => other,
+    }
+}
+
+/// Finds the route for `host` and `path` (raw or without dot segments).
+fn decide_path<'t, S, B>(
+    table: &'t Table<S>,
+    host: Option<&[u8]>,
+    path: &str,
+    req: &Request<B>,
+) -> Decision<'t, S> {
     let (method, headers) = (req.method(), req.headers());
     let mut saw_path = false;
     let mut saw_method = false;
@@ -233,7 +284,7 @@ fn decide<'t, S, B>(table: &'t Table<S>, req: &Request<B>) -> Decision<'t, S> {
         ControlFlow::Continue(())
     });
     match found {
-        Some((route, spans)) => Decision::Route(route, spans),
+        Some((route, spans)) => Decision::Route(route, spans, false),
         None if saw_path && !saw_method => Decision::MethodNotAllowed(allow(table, host, path)),
         None => Decision::NoRoute,
     }
@@ -241,7 +292,7 @@ fn decide<'t, S, B>(table: &'t Table<S>, req: &Request<B>) -> Decision<'t, S> {
 
 /// The `Allow` value for a 405: every method of the routes whose host and path
 /// match, sorted and comma-separated.
-fn allow<S>(table: &Table<S>, host: Option<&str>, path: &str) -> Option<HeaderValue> {
+fn allow<S>(table: &Table<S>, host: Option<&[u8]>, path: &str) -> Option<HeaderValue> {
     let mut methods: Vec<&Method> = Vec::new();
     table.find(host, path, |group, _| {
         for route in group.iter().filter_map(|&id| table.routes.get(id)) {
@@ -275,40 +326,28 @@ fn spans<S>(route: &Route<S>, captures: Captures<'_, '_, '_>, path: &str) -> Vec
         .unwrap_or_default()
 }
 
-/// The request's host, without port or trailing dot: from the URI authority
-/// (absolute-form, HTTP/2 `:authority`), else from the `Host` header.
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    let raw = match req.uri().authority() {
-        Some(authority) => authority.as_str().rsplit('@').next()?,
-        None => req.headers().get(HOST)?.to_str().ok()?,
-    };
-    let host = if raw.starts_with('[') {
-        raw.find(']').and_then(|i| raw.get(..=i)).unwrap_or(raw)
-    } else {
-        raw.split(':').next()?
-    };
-    Some(host.strip_suffix('.').unwrap_or(host))
-}
-
-/// `host` in lower case, copied into `buf` only when it has upper-case letters.
-/// Hosts longer than [`MAX_HOST_LEN`] match no host pattern.
-fn lower_host<'a>(host: Option<&'a str>, buf: &'a mut [u8; MAX_HOST_LEN]) -> Option<&'a str> {
-    let host = host?;
-    if host.len() > MAX_HOST_LEN {
-        return None;
+/// The request's raw `host[:port]`: from the URI authority (absolute-form,
+/// HTTP/2 `:authority`; userinfo dropped), else from the `Host` header; `None`
+/// when there is neither. [`host_key`] checks it.
+fn request_host<B>(req: &Request<B>) -> Option<&[u8]> {
+    match req.uri().authority() {
+        Some(authority) => authority.as_str().rsplit('@').next().map(str::as_bytes),
+        None => req.headers().get(HOST).map(HeaderValue::as_bytes),
     }
-    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Some(host);
-    }
-    let dst = buf.get_mut(..host.len())?;
-    dst.copy_from_slice(host.as_bytes());
-    dst.make_ascii_lowercase();
-    std::str::from_utf8(dst).ok()
 }
 
 /// The URI with the route's path edit applied to the raw path, the query kept;
-/// `None` when the path is left alone, `Err` when the result is not a valid URI.
-fn edit_uri<S>(route: &Route<S>, uri: &Uri, spans: &[Range<usize>]) -> Result<Option<Uri>, ()> {
+/// `None` when the path is left alone. `Err` says why the edit is refused: the
+/// result starts with `//` (a network-path reference to an upstream that
+/// resolves it against a base URL), climbs out of the target's fixed prefix
+/// once its dot segments are removed (checked when the raw path has a `..`
+/// segment), or is not a valid URI.
+fn edit_uri<S>(
+    route: &Route<S>,
+    uri: &Uri,
+    spans: &[Range<usize>],
+    dotdot: bool,
+) -> Result<Option<Uri>, &'static str> {
     let path = uri.path();
     let query = uri.query();
     let extra = query.map_or(0, |q| q.len() + 1);
@@ -341,7 +380,10 @@ fn edit_uri<S>(route: &Route<S>, uri: &Uri, spans: &[Range<usize>]) -> Result<Op
                 match part {
                     RewritePart::Literal(s) => out.push_str(s),
                     RewritePart::Param(i) => {
-                        let value = spans.get(*i).and_then(|s| path.get(s.clone())).ok_or(())?;
+                        let value = spans
+                            .get(*i)
+                            .and_then(|s| path.get(s.clone()))
+                            .ok_or("parameter span out of the path")?;
                         out.push_str(value);
                     }
                 }
@@ -349,12 +391,38 @@ fn edit_uri<S>(route: &Route<S>, uri: &Uri, spans: &[Range<usize>]) -> Result<Op
             out
         }
     };
+    if out.starts_with("//") {
+        return Err("edited path starts with //");
+    }
+    if dotdot {
+        let fixed = fixed_prefix(&route.edit);
+        let normal = remove_dot_segments(&out);
+        let within = normal.starts_with(fixed) || fixed.strip_suffix('/') == Some(&*normal);
+        if !within || normal.starts_with("//") {
+            return Err("edited path climbs out of its target");
+        }
+    }
     if let Some(q) = query {
         out.push('?');
         out.push_str(q);
     }
-    let path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(out)).map_err(|_| ())?;
+    let invalid = "edited uri is not valid";
+    let path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(out)).map_err(|_| invalid)?;
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(path_and_query);
-    Uri::from_parts(parts).map(Some).map_err(|_| ())
+    Uri::from_parts(parts).map(Some).map_err(|_| invalid)
+}
+
+/// What an edited path must still start with once its dot segments are
+/// removed: `/` after a strip, the new prefix of a prefix rewrite, the literal
+/// text before the first parameter of a rewrite template.
+fn fixed_prefix(edit: &PathEdit) -> &str {
+    match edit {
+        PathEdit::None | PathEdit::Strip(_) => "/",
+        PathEdit::Prefix(to) => to,
+        PathEdit::Template(parts) => match parts.first() {
+            Some(RewritePart::Literal(text)) => text,
+            _ => "/",
+        },
+    }
 }

@@ -5,6 +5,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use portcullis_core::ServiceName;
 
 use crate::ConfigError;
+use crate::ambiguous::{canonical_ipv6, dot_segments};
 
 /// The longest host name the router compares (RFC 1035 allows 253 characters).
 pub(crate) const MAX_HOST_LEN: usize = 255;
@@ -163,7 +164,8 @@ impl RouteSpec {
     /// (`*.example.com`, any subdomain at any depth, not `example.com` itself).
     ///
     /// Compared case-insensitively, without the port; a trailing dot is ignored.
-    /// Default: any host.
+    /// An IPv6 literal (`[::1]`) is compared in canonical form, so `[0::1]`
+    /// matches requests for `[::1]`. Default: any host.
     pub fn host(mut self, host: &str) -> Result<Self, ConfigError> {
         let invalid = |reason| ConfigError::InvalidHost {
             route: self.name.clone(),
@@ -181,7 +183,7 @@ impl RouteSpec {
         if wildcard && name.starts_with('[') {
             return Err(invalid("a wildcard needs a domain name"));
         }
-        let lower = name.to_ascii_lowercase();
+        let lower = canonical_ipv6(name).unwrap_or_else(|| name.to_ascii_lowercase());
         self.host = if wildcard {
             HostPattern::Wildcard(format!(".{lower}").into())
         } else {
@@ -260,8 +262,12 @@ impl RouteSpec {
     /// alone. A trailing `/` in `prefix` is ignored. The raw path is edited
     /// (no decoding, no normalisation) and the query is kept.
     ///
-    /// A path that does not start with `prefix` at a segment boundary is left
-    /// alone. Default: none.
+    /// `prefix` must be able to apply to the route's paths: a segment-boundary
+    /// prefix of an exact or prefix path, or of the literal part of a template
+    /// before its first `{` (`/v1` for `/v1/droplets/{id}`), else
+    /// [`ConfigError::StripPrefixNotOnPath`]. A prefix longer than that fixed
+    /// part (`/v1` on the catch-all `/`) strips only the paths under it; other
+    /// paths are left alone. Default: none.
     pub fn strip_prefix(mut self, prefix: &str) -> Result<Self, ConfigError> {
         let invalid = |reason| ConfigError::InvalidStripPrefix {
             route: self.name.clone(),
@@ -285,6 +291,13 @@ impl RouteSpec {
         let trimmed = prefix.trim_end_matches('/');
         if trimmed.is_empty() {
             return Err(invalid("stripping / would leave nothing"));
+        }
+        if !strip_can_apply(&self.path, &self.kind, trimmed) {
+            return Err(ConfigError::StripPrefixNotOnPath {
+                route: self.name.clone(),
+                prefix: prefix.to_owned(),
+                path: self.path.to_string(),
+            });
         }
         self.edit = PathEdit::Strip(trimmed.into());
         Ok(self)
@@ -387,7 +400,26 @@ fn path_chars_problem(s: &str) -> Option<&'static str> {
     if !s.bytes().all(|b| b.is_ascii_graphic()) || PathAndQuery::try_from(s).is_err() {
         return Some("must hold only characters valid in a uri path");
     }
+    if dot_segments(s).is_some() {
+        return Some("must not contain . or .. segments");
+    }
     None
+}
+
+/// Whether stripping `prefix` (no trailing `/`) can apply to some path the route
+/// matches: it is a segment-boundary prefix of the route's fixed part, or (for
+/// prefix and template routes) it extends that fixed part.
+fn strip_can_apply(path: &str, kind: &PathKind, prefix: &str) -> bool {
+    let fixed = match kind {
+        PathKind::Exact | PathKind::Prefix => path,
+        PathKind::Template(_) => path.split('{').next().unwrap_or(path),
+    };
+    match fixed.strip_prefix(prefix) {
+        // The whole exact path, or a prefix followed by a segment boundary.
+        Some("") => matches!(kind, PathKind::Exact),
+        Some(rest) => rest.starts_with('/'),
+        None => !matches!(kind, PathKind::Exact) && prefix.starts_with(fixed),
+    }
 }
 
 /// Why `host` (without `*.` and trailing dot) is not a host name or IP literal.
@@ -398,14 +430,10 @@ fn host_problem(host: &str) -> Option<&'static str> {
     if host.len() > MAX_HOST_LEN {
         return Some("longer than 255 characters");
     }
-    if let Some(inner) = host.strip_prefix('[') {
-        let ok = inner.strip_suffix(']').is_some_and(|ip| {
-            !ip.is_empty()
-                && ip
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        });
-        return (!ok).then_some("an ip literal must be [hex digits and colons]");
+    if host.starts_with('[') {
+        return canonical_ipv6(host)
+            .is_none()
+            .then_some("an ip literal must be [an IPv6 address]");
     }
     if host.contains(':') {
         return Some("must not include a port");
@@ -544,8 +572,19 @@ mod tests {
             Ok(HostPattern::Wildcard(".example.com".into()))
         );
         assert_eq!(host("[::1]"), Ok(HostPattern::Exact("[::1]".into())));
+        assert_eq!(host("[0:0::0001]"), Ok(HostPattern::Exact("[::1]".into())));
         for bad in [
-            "", "a:80", "a.*.com", "*", "*.", "a..b", "a b", "[zz]", "*.[::1]",
+            "",
+            "a:80",
+            "a.*.com",
+            "*",
+            "*.",
+            "a..b",
+            "a b",
+            "[zz]",
+            "*.[::1]",
+            "[1::2::3]",
+            "[::1]:80",
         ] {
             assert!(
                 matches!(host(bad), Err(ConfigError::InvalidHost { .. })),

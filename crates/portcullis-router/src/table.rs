@@ -37,9 +37,11 @@ struct Bucket {
 
 pub(crate) struct Table<S> {
     pub(crate) routes: Box<[Route<S>]>,
-    exact_hosts: HashMap<Box<str>, Bucket>,
+    /// Host keys are bytes: the router checks a request's host as bytes and
+    /// never needs it as text.
+    exact_hosts: HashMap<Box<[u8]>, Bucket>,
     /// Suffixes with their leading dot, longest first.
-    wildcard_hosts: Box<[(Box<str>, Bucket)]>,
+    wildcard_hosts: Box<[(Box<[u8]>, Bucket)]>,
     any_host: Bucket,
 }
 
@@ -100,8 +102,9 @@ impl Bucket {
 
 impl<S> Table<S> {
     /// Calls `visit` with every group whose host and path match, most specific
-    /// first, until it breaks. `host` is lower-case, without port.
-    pub(crate) fn find<T, F>(&self, host: Option<&str>, path: &str, mut visit: F) -> Option<T>
+    /// first, until it breaks. `host` is a key from
+    /// [`host_key`](crate::ambiguous::host_key): lower-case, without port.
+    pub(crate) fn find<T, F>(&self, host: Option<&[u8]>, path: &str, mut visit: F) -> Option<T>
     where
         F: FnMut(&[usize], Captures<'_, '_, '_>) -> ControlFlow<T>,
     {
@@ -112,7 +115,7 @@ impl<S> Table<S> {
                 }
             }
             for (suffix, bucket) in &self.wildcard_hosts {
-                if host.len() > suffix.len() && host.ends_with(&**suffix) {
+                if host.len() > suffix.len() && host.ends_with(suffix) {
                     if let ControlFlow::Break(t) = bucket.find(path, &mut visit) {
                         return Some(t);
                     }
@@ -196,9 +199,9 @@ impl<S> Table<S> {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut wildcard_hosts: Vec<(Box<str>, Bucket)> = wildcard_hosts
+        let mut wildcard_hosts: Vec<(Box<[u8]>, Bucket)> = wildcard_hosts
             .into_iter()
-            .map(|(h, b)| (h, b.finish()))
+            .map(|(h, b)| (h.into_boxed_bytes(), b.finish()))
             .collect();
         wildcard_hosts.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         let routes = specs
@@ -220,7 +223,7 @@ impl<S> Table<S> {
             routes,
             exact_hosts: exact_hosts
                 .into_iter()
-                .map(|(h, b)| (h, b.finish()))
+                .map(|(h, b)| (h.into_boxed_bytes(), b.finish()))
                 .collect(),
             wildcard_hosts: wildcard_hosts.into(),
             any_host: any_host.finish(),

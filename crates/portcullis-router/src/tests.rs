@@ -168,8 +168,9 @@ async fn uri_authority_beats_host_header() {
     );
     assert_eq!(winner(&r, "api.example.com", "http://other/").await, "any");
     assert_eq!(winner(&r, "[::1]:8080", "/").await, "v6");
+    // A host longer than 255 bytes is malformed.
     let long = format!("{}.example.com", "a".repeat(300));
-    assert_eq!(winner(&r, &long, "/").await, "any");
+    assert_eq!(winner(&r, &long, "/").await, "400");
 }
 
 #[tokio::test]
@@ -322,7 +323,6 @@ async fn strip_prefix_on_raw_bytes_keeps_query() {
         ("/v1", "/"),
         ("/v1?a=1&b=%2F", "/?a=1&b=%2F"),
         ("/v1/a%2Fb//c/../d?q=..", "/a%2Fb//c/../d?q=.."),
-        ("/v1//x", "//x"),
         ("/v1/?", "/?"),
         ("http://h:81/v1/x?y", "http://h:81/x?y"),
     ] {
@@ -370,7 +370,6 @@ async fn rewrite_templates_and_prefixes_on_raw_bytes() {
             "/droplets/a%2Fb?x=1",
             "droplet /internal/droplets/a%2Fb?x=1",
         ),
-        ("/droplets/..", "droplet /internal/droplets/.."),
         ("/files/x//y/../z?q", "files /static/x//y/../z?q"),
         ("/s/1/2", "swap /s/2/1"),
         ("/v1/a%2Fb?q=%3F", "v1 /new/a%2Fb?q=%3F"),
@@ -633,4 +632,408 @@ fn method_parse_is_exact() {
         s.method_set(),
         Some(&[Method::from_bytes(b"PURGE").unwrap()][..])
     );
+}
+
+/// Asserts the gateway's own 400 `bad_request`, with the cause in the extensions.
+fn assert_bad_request(a: &Answer, what: &str) {
+    assert_eq!(a.status, 400, "{what}: {}", a.body);
+    assert_eq!(a.headers["portcullis-error"], "bad_request", "{what}");
+    assert_eq!(
+        a.extensions.get::<Cause>(),
+        Some(&Cause::BadRequest),
+        "{what}"
+    );
+    assert_eq!(
+        a.body, r#"{"error":"bad_request","status":400,"request_id":null,"service":null}"#,
+        "{what}"
+    );
+}
+
+#[test]
+fn dot_segments_are_found_in_every_spelling() {
+    use crate::ambiguous::{Dots, dot_segments};
+    let one = Some(Dots { dotdot: false });
+    let two = Some(Dots { dotdot: true });
+    for (path, want) in [
+        ("/a/b.c/d", None),
+        ("/...", None),
+        ("/a..", None),
+        ("/%2e%2e%2e", None),
+        ("/%2", None),
+        ("/%2F..%2F", None),
+        ("/a%2e", None),
+        ("/.", one),
+        ("/a/./b", one),
+        ("/a/%2E/", one),
+        ("/..", two),
+        ("/a/../b", two),
+        ("/a/%2e%2e/b", two),
+        ("/a/%2E./b", two),
+        ("/a/.%2e", two),
+        ("/./x/..", two),
+    ] {
+        assert_eq!(dot_segments(path), want, "{path}");
+    }
+}
+
+#[test]
+fn the_fast_scan_finds_every_segment_start() {
+    use crate::ambiguous::may_have_dot_segment;
+    // Neighbours of `.`, `%` and `/`, zero, and bytes with the high bit set.
+    let filler = [b'-', b'$', b'&', b'0', 0xae, 0xa5, 0xaf, 0xff, 0x00, b'a'];
+    for len in 0..26 {
+        let plain: Vec<u8> = (0..len).map(|i| filler[i % filler.len()]).collect();
+        assert!(!may_have_dot_segment(&plain), "{plain:?}");
+        for at in 0..len {
+            for needle in [b'.', b'%'] {
+                // Not after a slash: only at the very start.
+                let mut bytes = plain.clone();
+                bytes[at] = needle;
+                assert_eq!(may_have_dot_segment(&bytes), at == 0, "{bytes:?}");
+                // After a slash, also across word boundaries.
+                if at > 0 {
+                    bytes[at - 1] = b'/';
+                    assert!(may_have_dot_segment(&bytes), "{bytes:?}");
+                    // A slash after it does not count.
+                    bytes[at - 1] = filler[0];
+                    if at + 1 < len {
+                        bytes[at + 1] = b'/';
+                        assert!(!may_have_dot_segment(&bytes), "{bytes:?}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(!may_have_dot_segment(b"/static3/css/site.css"));
+    assert!(!may_have_dot_segment(b"/a%2Fb/c"));
+    assert!(may_have_dot_segment(b"/static3/css/.site"));
+}
+
+#[test]
+fn remove_dot_segments_follows_rfc_3986() {
+    use crate::ambiguous::remove_dot_segments;
+    for (path, want) in [
+        ("/a/b/c/./../../g", "/a/g"),
+        ("/./a", "/a"),
+        ("/..", "/"),
+        ("/../a", "/a"),
+        ("/a/..", "/"),
+        ("/a/b/..", "/a/"),
+        ("/a/.", "/a/"),
+        ("/a/./", "/a/"),
+        ("/a/b/../../..", "/"),
+        ("//a/../b", "//b"),
+        ("/a/%2e%2E/b", "/b"),
+        ("/a/%2E/b", "/a/b"),
+        ("/a%2F../b", "/a%2F../b"),
+        ("/a/..%2F../b", "/a/..%2F../b"),
+        ("/x//y/../z", "/x//z"),
+        ("*", "*"),
+    ] {
+        assert_eq!(remove_dot_segments(path), want, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn dot_segments_that_change_the_outcome_are_refused() {
+    let r = router(vec![
+        spec("public", "/public/"),
+        spec("admin", "/admin/").service("admin"),
+        spec("ro", "/ro/").methods(["GET"]).unwrap(),
+    ]);
+    for uri in [
+        "/public/../admin/secret",
+        "/public/%2e%2e/admin/secret",
+        "/public/%2E%2E/admin/secret",
+        "/public/.%2e/admin/secret",
+        "/public/a/../../admin/secret?x=1",
+        "/admin/../public/x",
+        // Raw: `public`; without dot segments: no route at all.
+        "/public/..",
+        "http://h/public/../admin/x",
+    ] {
+        let a = send(&r, "GET", "h", uri).await;
+        assert_bad_request(&a, uri);
+        assert!(a.extensions.get::<MatchedRoute>().is_none(), "{uri}");
+    }
+    // The same route either way: the raw path is what is forwarded.
+    for uri in [
+        "/public/./x",
+        "/public/a/../b",
+        "/public/a/%2e%2e/b?q=/../admin",
+        "/public/x/.",
+        "/public/...",
+        "/public/..%2F..%2Fadmin",
+        "/public/x?path=/../../admin",
+    ] {
+        let a = send(&r, "GET", "h", uri).await;
+        assert_eq!(a.status, 200, "{uri}");
+        assert_eq!(a.body, format!("public {uri}"));
+    }
+    // No route either way: the usual 404.
+    let a = send(&r, "GET", "h", "/nope/../nothing").await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.headers["portcullis-error"], "no_route");
+    // The same 405 either way; a 405 that would be a 404 is ambiguous.
+    let a = send(&r, "DELETE", "h", "/ro/a/../b").await;
+    assert_eq!(a.status, 405);
+    assert_eq!(a.headers["allow"], "GET");
+    assert_bad_request(&send(&r, "DELETE", "h", "/ro/..").await, "DELETE /ro/..");
+}
+
+#[tokio::test]
+async fn dot_segments_through_a_catch_all_pass_untouched() {
+    let r = router(vec![spec("all", "/")]);
+    for uri in ["//a/../b", "/a/./b/../c", "/%2e%2e/x", "/.."] {
+        let a = send(&r, "GET", "h", uri).await;
+        assert_eq!(a.body, format!("all {uri}"), "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn path_edits_cannot_climb_out_of_their_target() {
+    let r = router(vec![
+        spec("all", "/").strip_prefix("/s").unwrap(),
+        spec("files", "/files/{*rest}")
+            .rewrite("/static/{rest}")
+            .unwrap(),
+        spec("v1", "/v1/").rewrite("/svc/v1/").unwrap(),
+        spec("deep", "/a/{x}/{*rest}")
+            .service("deep")
+            .rewrite("/t/{rest}")
+            .unwrap(),
+    ]);
+    for uri in [
+        "/files/../admin",
+        "/files/%2e%2e/admin",
+        "/v1/../../admin",
+        "/v1/..",
+    ] {
+        assert_bad_request(&send(&r, "GET", "h", uri).await, uri);
+    }
+    // The raw and the resolved path both select `deep`, but the rewrite would
+    // send `/t/../c/d`, which resolves to `/c/d`.
+    let a = send(&r, "GET", "h", "/a/b/../c/d").await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.headers["portcullis-error"], "bad_request");
+    assert_eq!(
+        a.body,
+        r#"{"error":"bad_request","status":400,"request_id":null,"service":"deep"}"#
+    );
+    assert_eq!(
+        a.extensions.get::<MatchedRoute>().map(|m| &*m.name),
+        Some("deep")
+    );
+    // A strip that resolves to a network-path reference.
+    assert_bad_request(
+        &send(&r, "GET", "h", "/s/../..//evil.com/x").await,
+        "/s/../..//evil.com/x",
+    );
+    // Dot segments that stay inside the target pass raw.
+    for (uri, want) in [
+        ("/files/x/../y", "files /static/x/../y"),
+        ("/files/x//y/../z?q", "files /static/x//y/../z?q"),
+        ("/v1/a/../b", "v1 /svc/v1/a/../b"),
+        ("/a/b/c/d/../e", "deep /t/c/d/../e"),
+        ("/s/x/../y", "all /x/../y"),
+        ("/s/../x", "all /../x"),
+    ] {
+        assert_eq!(send(&r, "GET", "h", uri).await.body, want, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn edits_that_start_with_a_double_slash_are_refused() {
+    let r = router(vec![
+        spec("s", "/s/").strip_prefix("/s").unwrap(),
+        spec("v1", "/v1/").rewrite("/").unwrap(),
+        spec("t", "/t/{*rest}").rewrite("/{rest}").unwrap(),
+        spec("all", "/"),
+    ]);
+    for uri in ["/s//evil.com/x", "/v1//evil.com", "/t//evil.com/x?q"] {
+        let a = send(&r, "GET", "h", uri).await;
+        assert_eq!(a.status, 400, "{uri}");
+        assert_eq!(a.headers["portcullis-error"], "bad_request", "{uri}");
+        assert!(a.extensions.get::<MatchedRoute>().is_some(), "{uri}");
+    }
+    // Unedited raw paths pass as sent; single slashes after an edit too.
+    for (uri, want) in [
+        ("//evil.com/x", "all //evil.com/x"),
+        ("/s/x//y", "s /x//y"),
+        ("/t/a", "t /a"),
+    ] {
+        assert_eq!(send(&r, "GET", "h", uri).await.body, want, "{uri}");
+    }
+}
+
+#[test]
+fn hosts_are_parsed_strictly() {
+    use crate::ambiguous::host_key;
+    let key = |raw: &str| {
+        let mut buf = [0u8; 255];
+        host_key(raw.as_bytes(), &mut buf).map(|k| String::from_utf8(k.to_vec()).unwrap())
+    };
+    for (raw, want) in [
+        ("api.example.com", "api.example.com"),
+        ("API.example.com:8443", "api.example.com"),
+        ("api.example.com.", "api.example.com"),
+        ("api.example.com.:80", "api.example.com"),
+        ("10.0.0.1:65535", "10.0.0.1"),
+        ("Under_Score-1", "under_score-1"),
+        ("[::1]", "[::1]"),
+        ("[0::1]:80", "[::1]"),
+        ("[0:0:0:0:0:0:0:1]", "[::1]"),
+        ("[::FFFF:10.0.0.1]", "[::ffff:10.0.0.1]"),
+        ("[2001:DB8::A]", "[2001:db8::a]"),
+    ] {
+        assert_eq!(key(raw).as_deref(), Some(want), "{raw}");
+    }
+    let long = "a".repeat(256);
+    for raw in [
+        "",
+        ".",
+        ":80",
+        "api.example.com:@evil.com",
+        "api.example.com:80:90",
+        "api.example.com:",
+        "api.example.com:123456",
+        "api.example.com:8a",
+        "a b",
+        "a/b",
+        "a@b",
+        "exa%6dple.com",
+        "caf\u{e9}.example",
+        "[::1",
+        "[::1]x",
+        "[::1]:",
+        "[::1]:80:90",
+        "[zz::1]",
+        "[1::2::3]",
+        "[v1.x]",
+        "[fe80::1%25eth0]",
+        "[ ::1]",
+        &long,
+    ] {
+        assert_eq!(key(raw), None, "{raw:?}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_hosts_are_refused() {
+    let r = router(vec![
+        spec("any", "/"),
+        spec("api", "/").host("api.example.com").unwrap(),
+    ]);
+    for host in [
+        "api.example.com:@evil.com",
+        "api.example.com:80:90",
+        "api.example.com:",
+        "api.example.com x",
+        "",
+        "[::1",
+    ] {
+        assert_bad_request(&send(&r, "GET", host, "/").await, host);
+    }
+    let req = Request::get("/")
+        .header(
+            "host",
+            http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        )
+        .body(())
+        .unwrap();
+    assert_bad_request(&send_req(&r, req).await, "non-ascii host");
+    // Checked even when no route names a host: the proxy forwards the Host.
+    let plain = router(vec![spec("any", "/")]);
+    assert_bad_request(&send(&plain, "GET", "a:80:90", "/").await, "plain a:80:90");
+    // Well-formed hosts route as before; no host at all (HTTP/1.0) too.
+    assert_eq!(winner(&r, "API.example.com.:8080", "/").await, "api");
+    assert_eq!(winner(&r, "10.0.0.1:80", "/").await, "any");
+    let bare = Request::get("/")
+        .version(http::Version::HTTP_10)
+        .body(())
+        .unwrap();
+    assert_eq!(send_req(&r, bare).await.body, "any /");
+}
+
+#[tokio::test]
+async fn ipv6_hosts_are_compared_canonically() {
+    let r = router(vec![
+        spec("any", "/"),
+        spec("loop", "/").host("[0:0::1]").unwrap(),
+        spec("mapped", "/").host("[::FFFF:10.0.0.1]").unwrap(),
+    ]);
+    assert_eq!(winner(&r, "[::1]", "/").await, "loop");
+    assert_eq!(winner(&r, "[0000::0001]:8443", "/").await, "loop");
+    assert_eq!(winner(&r, "[::ffff:a00:1]", "/").await, "mapped");
+    assert_eq!(winner(&r, "[::2]", "/").await, "any");
+    assert_eq!(winner(&r, "other", "http://[0::1]:80/").await, "loop");
+    assert_eq!(
+        spec("r", "/").host("[0:0::1]").unwrap().host_pattern(),
+        Some("[0:0::1]")
+    );
+}
+
+#[test]
+fn strip_prefix_must_be_able_to_apply() {
+    let err = |path: &str, prefix: &str| spec("r", path).strip_prefix(prefix).err();
+    assert_eq!(
+        err("/api/", "/v1").map(|e| e.to_string()).as_deref(),
+        Some(r#"route "r": strip_prefix "/v1" can never apply to its path "/api/""#)
+    );
+    assert_eq!(
+        err("/v10/x", "/v1/"),
+        Some(ConfigError::StripPrefixNotOnPath {
+            route: "r".into(),
+            prefix: "/v1/".into(),
+            path: "/v10/x".into(),
+        })
+    );
+    for (path, prefix) in [
+        ("/v10/", "/v1"),
+        ("/v1/x", "/v1/x/y"),
+        ("/v1/d/{id}", "/v2"),
+        ("/v1/d/{id}", "/v1/e"),
+    ] {
+        assert!(
+            matches!(
+                err(path, prefix),
+                Some(ConfigError::StripPrefixNotOnPath { .. })
+            ),
+            "{path} {prefix}"
+        );
+    }
+    for (path, prefix) in [
+        ("/", "/v1"),
+        ("/v1/", "/v1"),
+        ("/v1/", "/v1/x"),
+        ("/ping", "/ping"),
+        ("/v1/x", "/v1"),
+        ("/v1/d/{id}", "/v1"),
+        ("/v1/d/{id}", "/v1/d"),
+        ("/{tenant}/x", "/acme"),
+    ] {
+        assert_eq!(err(path, prefix), None, "{path} {prefix}");
+    }
+}
+
+#[test]
+fn dot_segments_in_configured_paths_are_refused() {
+    assert!(matches!(
+        RouteSpec::new("r", "/a/../b"),
+        Err(ConfigError::InvalidPath { reason, .. }) if reason.contains(". or ..")
+    ));
+    assert!(matches!(
+        RouteSpec::new("r", "/a/%2e/{id}"),
+        Err(ConfigError::InvalidPath { .. })
+    ));
+    assert!(matches!(
+        spec("r", "/f/{*rest}").rewrite("/s/../{rest}"),
+        Err(ConfigError::InvalidRewrite { .. })
+    ));
+    assert!(matches!(
+        spec("r", "/").strip_prefix("/a/.."),
+        Err(ConfigError::InvalidStripPrefix { .. })
+    ));
+    // Dots inside a segment are fine.
+    assert!(RouteSpec::new("r", "/v1.2/file..txt").is_ok());
 }
