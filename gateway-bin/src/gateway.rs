@@ -280,45 +280,103 @@ fn route_chain(
     }
     // The body limit sits right in front of the proxy, wherever its filter stands:
     // it must see the body stream the proxy reads, and answers 413 when the
-    // proxy's upload fails on it.
+    // proxy's upload fails on it. The deny list goes last on the request,
+    // whatever filters did before it (an empty list costs nothing).
     let limit = limit.unwrap_or(default_max_body);
-    let mut svc = boxed(BodyLimitLayer::new(limit).layer(proxy));
-    // The deny list goes last on the request, whatever filters did before it.
-    if !deny.is_empty() {
-        let layer = RequestHeadersLayer::deny(&deny).map_err(|e| anyhow!("deny_headers: {e}"))?;
-        svc = boxed(layer.layer(svc));
-    }
-    if r.length_required {
-        svc = boxed(LengthRequiredLayer::new().layer(svc));
-    }
-    // Before filters: the first listed is the outermost, so it acts first.
+    let deny = RequestHeadersLayer::deny(&deny).map_err(|e| anyhow!("deny_headers: {e}"))?;
+    let base = deny.layer(BodyLimitLayer::new(limit).layer(proxy));
+
+    // The wrapping filters, outermost first: after filters (the first listed is
+    // the innermost of them, so it acts first on the response; they wrap the
+    // before filters so every response of the route passes them), then before
+    // filters in list order (the first listed acts first on the request), then
+    // the `length_required` shorthand.
+    let mut steps: Vec<Step> = Vec::new();
     for f in r.filters.iter().rev() {
-        svc = match f.get_ref() {
+        if let FilterConfig::ResponseHeaders(rules) = f.get_ref() {
+            let rules = HeaderRules::from_config(rules)
+                .map_err(|e| anyhow!("response_headers: {}", join(&e)))?;
+            steps.push(Step::Response(ResponseHeadersLayer::new(rules)));
+        }
+    }
+    for f in &r.filters {
+        match f.get_ref() {
             FilterConfig::Auth(name) => {
                 let layer = auth
                     .get(name.as_str())
                     .ok_or_else(|| anyhow!("unknown auth policy {name:?}"))?;
-                boxed(layer.layer(svc))
+                steps.push(Step::Auth(layer.clone()));
             }
             FilterConfig::RequestHeaders(rules) => {
                 let rules = HeaderRules::from_config(rules)
                     .map_err(|e| anyhow!("request_headers: {}", join(&e)))?;
-                boxed(RequestHeadersLayer::new(rules).layer(svc))
+                steps.push(Step::Request(RequestHeadersLayer::new(rules)));
             }
-            FilterConfig::LengthRequired(true) => boxed(LengthRequiredLayer::new().layer(svc)),
-            _ => svc,
-        };
-    }
-    // After filters: the first listed is the innermost, so it acts first on the
-    // response.
-    for f in &r.filters {
-        if let FilterConfig::ResponseHeaders(rules) = f.get_ref() {
-            let rules = HeaderRules::from_config(rules)
-                .map_err(|e| anyhow!("response_headers: {}", join(&e)))?;
-            svc = boxed(ResponseHeadersLayer::new(rules).layer(svc));
+            FilterConfig::LengthRequired(true) => steps.push(Step::LengthRequired),
+            _ => {}
         }
     }
-    Ok(boxed(InFlightLayer::new().layer(svc)))
+    if r.length_required {
+        steps.push(Step::LengthRequired);
+    }
+    // Box once per wrapping filter (none for a route without any): the innermost
+    // wraps the typed base, the outermost also takes the in-flight gauge.
+    let Some((innermost, rest)) = steps.split_last() else {
+        return Ok(boxed(InFlightLayer::new().layer(base)));
+    };
+    let mut svc = innermost.wrap(base, rest.is_empty());
+    for (i, step) in rest.iter().enumerate().rev() {
+        svc = step.wrap(svc, i == 0);
+    }
+    Ok(svc)
+}
+
+/// One wrapping filter of a route's chain.
+enum Step {
+    Auth(AuthLayer),
+    Request(RequestHeadersLayer),
+    Response(ResponseHeadersLayer),
+    LengthRequired,
+}
+
+impl Step {
+    /// Wraps `svc` in this filter (and, when `outermost`, in the in-flight
+    /// gauge), boxed.
+    fn wrap<S, B>(&self, svc: S, outermost: bool) -> RouteService
+    where
+        S: Service<Request<RouteRequestBody>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        fn finish<T, B2>(svc: T, outermost: bool) -> RouteService
+        where
+            T: Service<Request<RouteRequestBody>, Response = Response<B2>, Error = Infallible>
+                + Clone
+                + Send
+                + Sync
+                + 'static,
+            T::Future: Send + 'static,
+            B2: Body<Data = Bytes> + Send + 'static,
+            B2::Error: Into<BoxError>,
+        {
+            if outermost {
+                boxed(InFlightLayer::new().layer(svc))
+            } else {
+                boxed(svc)
+            }
+        }
+        match self {
+            Step::Auth(l) => finish(l.layer(svc), outermost),
+            Step::Request(l) => finish(l.layer(svc), outermost),
+            Step::Response(l) => finish(l.layer(svc), outermost),
+            Step::LengthRequired => finish(LengthRequiredLayer::new().layer(svc), outermost),
+        }
+    }
 }
 
 /// The listener limits of a config.

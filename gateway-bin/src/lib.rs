@@ -20,5 +20,6 @@ pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod io;
+pub mod logfmt;
 pub mod server;
 pub mod size;

@@ -54,9 +54,7 @@ fn init_tracing() {
         builder.init();
     } else {
         builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .event_format(portcullis_gateway::logfmt::JsonLines)
             .init();
     }
 }
