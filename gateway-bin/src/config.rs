@@ -430,6 +430,31 @@ impl Config {
             } else if let Err(e) = load_auth_keys(policy.get_ref()) {
                 at(policy.span(), format!("auth.{name}: {e}"));
             }
+            // Stripping a header that frames the message, after the framing
+            // guard has checked it, would change how the upstream reads the body.
+            if let AuthConfig::ApiKey(k) = policy.get_ref() {
+                const FRAMING: &[&str] = &[
+                    "connection",
+                    "content-length",
+                    "host",
+                    "keep-alive",
+                    "proxy-connection",
+                    "te",
+                    "trailer",
+                    "transfer-encoding",
+                    "upgrade",
+                ];
+                if let Some(h) = &k.header {
+                    if !k.keep_credentials && FRAMING.iter().any(|f| h.eq_ignore_ascii_case(f)) {
+                        at(
+                            policy.span(),
+                            format!(
+                                "auth.{name}: header {h:?} frames the message; it can carry a key only with keep_credentials = true"
+                            ),
+                        );
+                    }
+                }
+            }
         }
         // What the gateway builds: the operator's list plus every API-key header
         // and query parameter.
