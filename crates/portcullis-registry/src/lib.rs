@@ -1,0 +1,3 @@
+//! Service registry for the Portcullis gateway: services, endpoints with leases, load balancing, state stores.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
