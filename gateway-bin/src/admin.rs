@@ -23,8 +23,9 @@ use tokio::net::TcpListener;
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The admin endpoints as an axum [`Router`]; `/metrics` only when `metrics` is
-/// given.
-pub fn router(metrics: Option<RenderMetrics>) -> Router {
+/// given; the registration API (`/api/v1/`) when `api` is given (its fallback,
+/// in the gateway's error shape, then answers unknown paths).
+pub fn router(metrics: Option<RenderMetrics>, api: Option<Router>) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(|| async { json(r#"{"status":"ok"}"#) }))
         .route("/readyz", get(|| async { json(r#"{"status":"ready"}"#) }));
@@ -44,6 +45,9 @@ pub fn router(metrics: Option<RenderMetrics>) -> Router {
                 }
             }),
         );
+    }
+    if let Some(api) = api {
+        return app.merge(api);
     }
     // The gateway's own error shape, as on the proxy listener.
     app.fallback(|req: Request| async move {
@@ -82,6 +86,25 @@ pub async fn serve(listener: TcpListener, app: Router) {
                 .await;
         });
     }
+}
+
+/// The admin bearer token: the `PORTCULLIS_ADMIN_TOKEN` variable when set, else
+/// the token file [`ensure_token`] made in the state folder.
+pub fn admin_token(state_dir: &Path) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    if let Some(t) = std::env::var_os("PORTCULLIS_ADMIN_TOKEN") {
+        let t = t
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("PORTCULLIS_ADMIN_TOKEN is not UTF-8"))?;
+        if t.trim().is_empty() {
+            anyhow::bail!("PORTCULLIS_ADMIN_TOKEN is empty");
+        }
+        return Ok(t.trim().to_owned());
+    }
+    let path = state_dir.join("admin-token");
+    let t = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the admin token {}", path.display()))?;
+    Ok(t.trim().to_owned())
 }
 
 /// Makes sure an admin token exists: the `PORTCULLIS_ADMIN_TOKEN` variable, or a

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use toml::Spanned;
 
 use crate::config::{Config, RouteConfig, ServiceConfig};
-use crate::{admin, config, gateway, server};
+use crate::{admin, config, gateway, registry, server};
 
 /// Portcullis: an HTTP edge gateway for microservices.
 #[derive(Parser, Debug)]
@@ -174,7 +174,8 @@ async fn run(
     with_admin: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let stack = gateway::build(&cfg)?;
+    let routes = gateway::Routes::new(&cfg)?;
+    let stack = gateway::build_with(&cfg, &routes)?;
     let limits = gateway::limits(&cfg);
     let addr: SocketAddr = cfg
         .server
@@ -185,6 +186,7 @@ async fn run(
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the proxy listener on {addr}"))?;
+    let proxy_addr = listener.local_addr().unwrap_or(addr);
     let admin_task = if with_admin {
         let admin_addr: SocketAddr = cfg
             .server
@@ -202,6 +204,8 @@ async fn run(
         let admin = TcpListener::bind(admin_addr)
             .await
             .with_context(|| format!("binding the admin listener on {admin_addr}"))?;
+        let admin_addr = admin.local_addr().unwrap_or(admin_addr);
+        let registry = registry::start(&cfg, &routes, vec![proxy_addr, admin_addr]).await?;
         let metrics = if cfg.metrics.enabled {
             let exporter = exporter()?;
             // Histogram samples wait in memory until upkeep folds them in.
@@ -212,21 +216,20 @@ async fn run(
             None
         };
         let (render, upkeep) = metrics.unzip();
-        tracing::info!(addr = %admin.local_addr().unwrap_or(admin_addr), "admin listening");
-        Some((
-            tokio::spawn(admin::serve(admin, admin::router(render))),
-            upkeep,
-        ))
+        let app = admin::router(render, Some(registry.api(&cfg)?));
+        tracing::info!(addr = %admin_addr, "admin listening");
+        Some((tokio::spawn(admin::serve(admin, app)), upkeep, registry))
     } else {
         None
     };
-    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), routes = cfg.routes.len(), "proxy listening");
+    tracing::info!(addr = %proxy_addr, routes = cfg.routes.len(), "proxy listening");
     server::serve(listener, stack, limits, shutdown).await;
-    if let Some((admin, upkeep)) = admin_task {
+    if let Some((admin, upkeep, registry)) = admin_task {
         admin.abort();
         if let Some(u) = upkeep {
             u.abort();
         }
+        registry.stop();
     }
     tracing::info!("stopped");
     Ok(())

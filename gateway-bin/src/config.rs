@@ -31,6 +31,19 @@ pub struct Config {
     pub access_log: AccessLogConfig,
     /// Prometheus metrics on the admin listener.
     pub metrics: MetricsConfig,
+    /// Services registered through the admin API.
+    pub registry: RegistryConfig,
+}
+
+/// `[registry]`: what registrations may point at.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Accept link-local upstreams (169.254.0.0/16, fe80::/10) and the cloud
+    /// metadata address. Default: false.
+    pub allow_link_local: bool,
+    /// Accept the gateway's own listeners as upstreams. Default: false.
+    pub allow_self: bool,
 }
 
 /// `[metrics]`: Prometheus metrics served at `GET /metrics` on the admin listener.

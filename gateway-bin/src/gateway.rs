@@ -4,8 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::ops::Range;
+use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
@@ -20,6 +22,7 @@ use portcullis_headers::{HeaderRules, RequestHeaders, RequestHeadersLayer, Respo
 use portcullis_hop::{HopByHop, HopByHopLayer};
 use portcullis_metrics::{InFlightLayer, Metrics, MetricsLayer};
 use portcullis_proxy::{Proxy, ProxyClient, Upstream};
+use portcullis_registry::Snapshot;
 use portcullis_router::{HeaderPredicate, RouteSpec, Router};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt as _};
@@ -41,52 +44,221 @@ pub type RouteService =
 
 /// The whole request path of the gateway, outermost layer first.
 pub type Stack = RequestId<
-    AccessLog<
-        Metrics<FramingGuard<HopByHop<Forwarded<Via<RequestHeaders<Router<RouteService>>>>>>>,
-    >,
+    AccessLog<Metrics<FramingGuard<HopByHop<Forwarded<Via<RequestHeaders<DynamicRouter>>>>>>>,
 >;
 
 /// Where a mistake found while turning config into routes is, and what it is.
 pub(crate) type Spanned = (Range<usize>, String);
 
-/// Builds the stack from a validated config. Auth policies with a JWKS URL start
-/// their refresh tasks, so this runs inside the runtime.
-pub fn build(config: &Config) -> anyhow::Result<Stack> {
-    let client = ProxyClient::new(config.proxy.clone())
-        .map_err(|errs| anyhow!("invalid [proxy] settings: {errs:?}"))?;
-    let mut proxies = HashMap::new();
-    for svc in &config.services {
-        let upstreams = svc
-            .endpoints
+/// The route table: the static routes of the config file, plus the services
+/// registered through the admin API, swapped atomically on every change.
+///
+/// Requests load the table once when they reach the router and keep it: a swap
+/// never changes the route a request in flight is on.
+#[derive(Clone)]
+pub struct Routes {
+    inner: Arc<RoutesInner>,
+}
+
+struct RoutesInner {
+    config: Config,
+    client: ProxyClient,
+    /// The static services' proxies, by name (round robin over their endpoints).
+    proxies: HashMap<String, Proxy>,
+    /// The auth policies, by name.
+    auth: BTreeMap<String, AuthLayer>,
+    table: ArcSwap<Router<RouteService>>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("routes", &self.inner.table.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Routes {
+    /// The static table of a validated config. Auth policies with a JWKS URL start
+    /// their refresh tasks, so this runs inside the runtime.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let client = ProxyClient::new(config.proxy.clone())
+            .map_err(|errs| anyhow!("invalid [proxy] settings: {errs:?}"))?;
+        let mut proxies = HashMap::new();
+        for svc in &config.services {
+            let upstreams = svc
+                .endpoints
+                .iter()
+                .map(|e| Upstream::parse(e.get_ref()))
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("service {}", svc.name.get_ref()))?;
+            proxies.insert(
+                svc.name.get_ref().clone(),
+                Proxy::new(client.clone(), upstreams),
+            );
+        }
+        let mut auth = BTreeMap::new();
+        for (name, policy) in &config.auth {
+            let layer = AuthLayer::from_config(policy.get_ref())
+                .with_context(|| format!("auth policy {name:?}"))?;
+            auth.insert(name.clone(), layer);
+        }
+        let mut inner = RoutesInner {
+            config: config.clone(),
+            client,
+            proxies,
+            auth,
+            table: ArcSwap::from_pointee(Router::builder().build().map_err(|e| anyhow!("{e:?}"))?),
+        };
+        let table = inner.build(None)?;
+        inner.table = ArcSwap::from_pointee(table);
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The router service that reads the current table.
+    pub fn router(&self) -> DynamicRouter {
+        DynamicRouter {
+            routes: self.inner.clone(),
+        }
+    }
+
+    /// Names of the static services: registrations may not take them.
+    pub fn static_services(&self) -> impl Iterator<Item = &str> {
+        self.inner
+            .config
+            .services
             .iter()
-            .map(|e| Upstream::parse(e.get_ref()))
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("service {}", svc.name.get_ref()))?;
-        proxies.insert(
-            svc.name.get_ref().clone(),
-            Proxy::new(client.clone(), upstreams),
-        );
+            .map(|s| s.name.get_ref().as_str())
     }
-    let mut auth = BTreeMap::new();
-    for (name, policy) in &config.auth {
-        let layer = AuthLayer::from_config(policy.get_ref())
-            .with_context(|| format!("auth policy {name:?}"))?;
-        auth.insert(name.as_str(), layer);
+
+    /// Rebuilds the table from the static routes and `snapshot`'s services and
+    /// swaps it in. On failure the old table keeps serving.
+    pub fn rebuild(&self, snapshot: &Snapshot, now_ms: u64) -> anyhow::Result<()> {
+        let table = self.inner.build(Some((snapshot, now_ms)))?;
+        self.inner.table.store(Arc::new(table));
+        Ok(())
     }
-    let mut router = Router::builder();
-    for r in &config.routes {
-        let proxy = proxies
-            .get(r.service.get_ref())
-            .cloned()
-            .ok_or_else(|| anyhow!("route refers to unknown service {:?}", r.service.get_ref()))?;
-        let spec =
-            route_spec(r).map_err(|errs| anyhow!("route {:?}: {errs:?}", r.path.get_ref()))?;
-        let chain = route_chain(r, proxy, &auth, config.server.max_body)?;
-        router = router.route(spec, chain);
+}
+
+impl RoutesInner {
+    fn build(&self, registered: Option<(&Snapshot, u64)>) -> anyhow::Result<Router<RouteService>> {
+        let config = &self.config;
+        let mut router = Router::builder();
+        let auth: BTreeMap<&str, AuthLayer> = self
+            .auth
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        for r in &config.routes {
+            let proxy = self
+                .proxies
+                .get(r.service.get_ref())
+                .cloned()
+                .ok_or_else(|| {
+                    anyhow!("route refers to unknown service {:?}", r.service.get_ref())
+                })?;
+            let spec =
+                route_spec(r).map_err(|errs| anyhow!("route {:?}: {errs:?}", r.path.get_ref()))?;
+            let chain = route_chain(r, proxy, &auth, config.server.max_body)?;
+            router = router.route(spec, chain);
+        }
+        if let Some((snapshot, now)) = registered {
+            for (name, entry) in snapshot.services() {
+                if self.proxies.contains_key(name) {
+                    // The config file wins on a name clash (logged at restore).
+                    continue;
+                }
+                let upstreams: Vec<Upstream> = snapshot
+                    .live_endpoints(name, now)
+                    .filter_map(|(id, ep)| match Upstream::parse(&ep.spec.url) {
+                        Ok(u) => Some(u),
+                        Err(error) => {
+                            tracing::warn!(service = %name, endpoint = %id, %error, "endpoint not usable");
+                            None
+                        }
+                    })
+                    .collect();
+                let proxy = Proxy::new(self.client.clone(), upstreams);
+                for r in &entry.spec.routes {
+                    let spec = registered_route_spec(name, r)
+                        .map_err(|e| anyhow!("service {name:?}: {e}"))?;
+                    let chain = registered_chain(proxy.clone(), config.server.max_body);
+                    router = router.route(spec, chain);
+                }
+            }
+        }
+        router
+            .build()
+            .map_err(|errs| anyhow!("routes: {}", join(&errs)))
     }
-    let router = router
-        .build()
-        .map_err(|errs| anyhow!("routes: {}", join(&errs)))?;
+}
+
+/// A registered route, for the router.
+fn registered_route_spec(
+    service: &str,
+    r: &portcullis_registry::RouteSpec,
+) -> Result<RouteSpec, portcullis_router::ConfigError> {
+    let mut spec = RouteSpec::new(format!("{service}:{}", r.path), &r.path)?.service(service);
+    if let Some(h) = &r.host {
+        spec = spec.host(h)?;
+    }
+    if let Some(m) = &r.methods {
+        spec = spec.methods(m.iter())?;
+    }
+    if let Some(p) = &r.strip_prefix {
+        spec = spec.strip_prefix(p)?;
+    }
+    Ok(spec)
+}
+
+/// A registered route's chain: the in-flight gauge, the gateway's body limit and
+/// the proxy to the service's live endpoints.
+fn registered_chain(proxy: Proxy, max_body: u64) -> RouteService {
+    boxed(InFlightLayer::new().layer(BodyLimitLayer::new(max_body).layer(proxy)))
+}
+
+/// The router over whichever table is current: each request loads the table once.
+#[derive(Clone)]
+pub struct DynamicRouter {
+    routes: Arc<RoutesInner>,
+}
+
+impl std::fmt::Debug for DynamicRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamicRouter").finish_non_exhaustive()
+    }
+}
+
+impl Service<Request<RouteRequestBody>> for DynamicRouter {
+    type Response = <Router<RouteService> as Service<Request<RouteRequestBody>>>::Response;
+    type Error = Infallible;
+    type Future = <Router<RouteService> as Service<Request<RouteRequestBody>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        // The router is always ready: each route's service is readied in its future.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<RouteRequestBody>) -> Self::Future {
+        let mut router = Router::clone(&self.routes.table.load());
+        router.call(req)
+    }
+}
+
+/// Builds the stack from a validated config, with its static routes only.
+pub fn build(config: &Config) -> anyhow::Result<Stack> {
+    let routes = Routes::new(config)?;
+    build_with(config, &routes)
+}
+
+/// Builds the stack around `routes`.
+pub fn build_with(config: &Config, routes: &Routes) -> anyhow::Result<Stack> {
+    let router = routes.router();
     let s = &config.server;
     let trusted = TrustedProxies::parse(s.trusted_proxies.iter().map(|c| c.get_ref().as_str()))
         .context("server.trusted_proxies")?;

@@ -21,5 +21,6 @@ pub mod config;
 pub mod gateway;
 pub mod io;
 pub mod logfmt;
+pub mod registry;
 pub mod server;
 pub mod size;

@@ -25,6 +25,7 @@ mod large_bodies;
 mod listener;
 mod metrics;
 mod paths;
+mod registration;
 mod responses;
 mod routing;
 mod shutdown;

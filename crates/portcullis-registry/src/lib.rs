@@ -44,6 +44,41 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Admin API
+//!
+//! [`AdminApi`] is the axum router of the admin API (`/api/v1/...`): every change is
+//! validated, applied, saved to the [`StateStore`], and answered only once saved:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::{body::Body, http::Request};
+//! use tower::ServiceExt;
+//! use portcullis_registry::{AdminApi, AdminToken, FileStore, Policy, Registry};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("portcullis-doc-admin-{}", std::process::id()));
+//! let registry = Arc::new(Registry::new(Policy::default()));
+//! let store = Arc::new(FileStore::new(&dir));
+//! let app = AdminApi::new(registry.clone(), store, AdminToken::new("s3cret")).router();
+//!
+//! let put = Request::put("/api/v1/services/droplets")
+//!     .header("authorization", "Bearer s3cret")
+//!     .header("content-type", "application/json")
+//!     .body(Body::from(r#"{"routes":[{"path":"/droplets/{id}"}]}"#))?;
+//! assert_eq!(app.clone().oneshot(put).await?.status(), 201);
+//! assert!(registry.snapshot().service("droplets").is_some());
+//!
+//! let anonymous = Request::get("/api/v1/services").body(Body::empty())?;
+//! let res = app.oneshot(anonymous).await?;
+//! assert_eq!(res.status(), 401);
+//! assert_eq!(res.headers()["portcullis-error"], "missing_credentials");
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! # Ok(()) }
+//! ```
+//!
+//! Routes, authentication, status codes and bounds are on [`AdminApi`] and in
+//! `docs/openapi.json` (served at `/api/v1/openapi.json`).
+//!
 //! # Ordering
 //!
 //! Every change ([`Registry::put_service`], [`Registry::put_endpoint`], deletes,
@@ -96,6 +131,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod admin;
 mod balance;
 mod metrics;
 mod model;
@@ -103,6 +139,10 @@ mod registry;
 mod store;
 mod validate;
 
+pub use admin::{
+    AdminApi, AdminToken, Clock, MAX_BODY_BYTES, MAX_JSON_DEPTH, OPENAPI_JSON, ReloadFuture,
+    ReloadHook, ReservedRoute, RoutesView,
+};
 pub use balance::{
     AnyBalancer, FAILURE_PENALTY, InFlightGuard, LeastRequest, LoadBalancer, MAX_PENALTY,
     PENALTY_HALF_LIFE_MS, Pick, RoundRobin, WeightedRoundRobin,

@@ -133,6 +133,16 @@ impl Gateway {
         assert!(status.success(), "kill -TERM {} failed", self.pid);
     }
 
+    /// Sends SIGKILL to this gateway (and nothing else): no drain, no flush.
+    pub(crate) async fn kill_hard(&self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -KILL {} failed", self.pid);
+    }
+
     /// Waits for the process to exit.
     pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         match tokio::time::timeout(timeout, self.child.wait()).await {

@@ -1,0 +1,207 @@
+//! The service registry of a running gateway: loaded from the state folder at
+//! start, kept durable there, its leases expired on a timer, and every change
+//! turned into a new route table.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use portcullis_registry::{FileStore, Policy, Registry, StateStore, StoreError, now_unix_ms};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::gateway::Routes;
+
+/// How often lapsed leases are looked for: an endpoint stops taking traffic at
+/// most this long after its lease ran out.
+const EXPIRY_TICK: Duration = Duration::from_millis(250);
+
+/// The registry and its background tasks.
+#[derive(Debug)]
+pub struct RunningRegistry {
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// Where it is kept.
+    pub store: Arc<dyn StateStore>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Loads the registry from the state folder, publishes its routes, and starts
+/// the tasks that rebuild the route table on every change and expire leases.
+///
+/// A corrupt state file is reported with its path and reason, moved aside, and
+/// the gateway starts empty; a state file that cannot be read at all stops the
+/// start (the gateway never runs half-loaded).
+pub async fn start(
+    cfg: &Config,
+    routes: &Routes,
+    own_addrs: Vec<SocketAddr>,
+) -> anyhow::Result<RunningRegistry> {
+    let policy = Policy {
+        own_addrs,
+        allow_link_local: cfg.registry.allow_link_local,
+        allow_self: cfg.registry.allow_self,
+    };
+    let registry = Arc::new(Registry::new(policy));
+    let store: Arc<dyn StateStore> = Arc::new(FileStore::new(Path::new(&cfg.server.state_dir)));
+    match store.load().await {
+        Ok(None) => {}
+        Ok(Some(state)) => {
+            let report = registry.restore(state, now_unix_ms());
+            for (what, why) in &report.skipped {
+                tracing::warn!(registration = %what, reason = %why.message(), "stored registration skipped");
+            }
+            // The config file wins on a name clash.
+            let clashes: Vec<String> = routes
+                .static_services()
+                .filter(|s| registry.snapshot().service(s).is_some())
+                .map(str::to_owned)
+                .collect();
+            for name in clashes {
+                tracing::warn!(service = %name, "registered service shadowed by the config file's service of the same name; dropped");
+                registry.delete_service(&name);
+            }
+            tracing::info!(
+                services = report.services,
+                endpoints = report.endpoints,
+                expired = report.expired,
+                "registrations restored"
+            );
+        }
+        Err(StoreError::Corrupt {
+            path,
+            reason,
+            moved_to,
+        }) => {
+            tracing::error!(
+                path = %path.display(),
+                %reason,
+                moved_to = %moved_to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                "state file corrupt; moved aside, starting with no registrations"
+            );
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("loading the registry state")),
+    }
+    routes
+        .rebuild(&registry.snapshot(), now_unix_ms())
+        .context("routes of the stored registrations")?;
+
+    let mut tasks = Vec::new();
+    // Every change publishes a new version: rebuild the table for it.
+    let mut changes = registry.subscribe();
+    let (reg, rts) = (registry.clone(), routes.clone());
+    tasks.push(tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            if let Err(error) = rts.rebuild(&reg.snapshot(), now_unix_ms()) {
+                tracing::error!(error = %format!("{error:#}"), "route table not rebuilt; the previous one keeps serving");
+            }
+        }
+    }));
+    // Lapsed leases: removed, and the removal made durable.
+    let (reg, st) = (registry.clone(), store.clone());
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EXPIRY_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let expired = reg.expire(now_unix_ms());
+            if expired.is_empty() {
+                continue;
+            }
+            for e in &expired {
+                tracing::info!(service = %e.service, endpoint = %e.id, "endpoint lease expired");
+            }
+            if let Err(error) = st.save(&reg.to_stored()).await {
+                tracing::warn!(%error, "saving the registry after lease expiry failed");
+            }
+        }
+    }));
+    Ok(RunningRegistry {
+        registry,
+        store,
+        tasks,
+    })
+}
+
+impl RunningRegistry {
+    /// Stops the background tasks.
+    pub fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl RunningRegistry {
+    /// The admin API under `/api/v1/`, for the admin listener: the token from
+    /// `PORTCULLIS_ADMIN_TOKEN` or the state folder, the static routes reserved
+    /// (a registration may not take them, nor a static service's name), and
+    /// `GET /api/v1/routes` showing static and registered routes together.
+    pub fn api(&self, cfg: &Config) -> anyhow::Result<axum::Router> {
+        use portcullis_registry::{AdminApi, AdminToken, ReservedRoute};
+        let token = crate::admin::admin_token(Path::new(&cfg.server.state_dir))?;
+        let mut reserved: Vec<ReservedRoute> = cfg
+            .routes
+            .iter()
+            .map(|r| ReservedRoute {
+                host: r.host.as_ref().map(|h| h.get_ref().clone()),
+                path: r.path.get_ref().clone(),
+                methods: r.methods.as_ref().map(|m| m.get_ref().clone()),
+                owner: r.service.get_ref().clone(),
+            })
+            .collect();
+        // A static service with no route still owns its name.
+        for s in &cfg.services {
+            if !reserved.iter().any(|r| &r.owner == s.name.get_ref()) {
+                reserved.push(ReservedRoute {
+                    host: None,
+                    path: format!("/.portcullis-static/{}", s.name.get_ref()),
+                    methods: None,
+                    owner: s.name.get_ref().clone(),
+                });
+            }
+        }
+        let statics: Vec<serde_json::Value> = cfg
+            .routes
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "service": r.service.get_ref(),
+                    "host": r.host.as_ref().map(|h| h.get_ref()),
+                    "path": r.path.get_ref(),
+                    "methods": r.methods.as_ref().map(|m| m.get_ref()),
+                    "strip_prefix": r.strip_prefix.as_ref().map(|p| p.get_ref()),
+                    "source": "config",
+                })
+            })
+            .collect();
+        let registry = self.registry.clone();
+        let view = Arc::new(move || {
+            let mut routes = statics.clone();
+            let snapshot = registry.snapshot();
+            for (name, entry) in snapshot.services() {
+                for r in &entry.spec.routes {
+                    routes.push(serde_json::json!({
+                        "service": name,
+                        "host": r.host,
+                        "path": r.path,
+                        "methods": r.methods,
+                        "strip_prefix": r.strip_prefix,
+                        "source": "registry",
+                    }));
+                }
+            }
+            serde_json::json!({ "routes": routes })
+        });
+        Ok(AdminApi::new(
+            self.registry.clone(),
+            self.store.clone(),
+            AdminToken::new(token),
+        )
+        .reserved_routes(reserved)
+        .routes_view(view)
+        .router())
+    }
+}

@@ -1,0 +1,311 @@
+//! R12 service registration through the admin API of a running gateway: traffic
+//! flows without a restart, leases expire, registrations survive restarts and
+//! crashes in the state folder, and bad registrations get clear answers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::gateway::EnvChange;
+use crate::support::{Client, Gateway, Response, TempDir, exchange, get, named_origin};
+
+const TOKEN: &str = "e2e-admin-token";
+
+/// A gateway with no static routes, its state in `state`, the admin token set.
+async fn gateway_with_state(state: &Path) -> Gateway {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nstate_dir = {:?}\n",
+        state.display().to_string()
+    );
+    Gateway::run_file_with_env(
+        TempDir::new(),
+        &text,
+        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
+    )
+    .await
+}
+
+/// One admin call on a fresh connection.
+async fn api(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Response {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: admin.local\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    match body {
+        Some(b) => req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
+        None => req.push_str("\r\n"),
+    }
+    let mut c = Client::connect(gw.admin_addr()).await;
+    c.send(req.as_bytes()).await;
+    c.response_to(method).await
+}
+
+async fn put_service(gw: &Gateway, name: &str, path: &str) -> Response {
+    let body = json!({ "routes": [ { "path": path } ] }).to_string();
+    api(
+        gw,
+        "PUT",
+        &format!("/api/v1/services/{name}"),
+        Some(TOKEN),
+        Some(&body),
+    )
+    .await
+}
+
+async fn put_endpoint(gw: &Gateway, service: &str, id: &str, url: &str, ttl: &str) -> Response {
+    let body = json!({ "url": url, "ttl": ttl }).to_string();
+    api(
+        gw,
+        "PUT",
+        &format!("/api/v1/services/{service}/endpoints/{id}"),
+        Some(TOKEN),
+        Some(&body),
+    )
+    .await
+}
+
+/// Sends `GET target` until the status is `want`, for at most `within`.
+async fn until_status(gw: &Gateway, target: &str, want: u16, within: Duration) -> Response {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let res = exchange(gw, &get(target)).await;
+        if res.status == want || tokio::time::Instant::now() >= deadline {
+            return res;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_service_takes_traffic_at_once_and_leaves_on_deregistration() {
+    let origin = named_origin("droplets").await;
+    let state = TempDir::new();
+    let gw = gateway_with_state(&state.0).await;
+
+    assert_eq!(exchange(&gw, &get("/droplets/7")).await.status, 404);
+    let res = put_service(&gw, "droplets", "/droplets/{id}").await;
+    assert_eq!(res.status, 201, "{}", res.dump());
+    let res = put_endpoint(&gw, "droplets", "e1", &origin.url(), "30s").await;
+    assert_eq!(res.status, 201, "{}", res.dump());
+
+    let res = until_status(&gw, "/droplets/7", 200, Duration::from_secs(1)).await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    assert_eq!(res.body.text(), "droplets");
+    assert_eq!(
+        origin.only_record().await.head.start,
+        "GET /droplets/7 HTTP/1.1"
+    );
+
+    // A repeated PUT is the heartbeat: 200, not 201.
+    let res = put_endpoint(&gw, "droplets", "e1", &origin.url(), "30s").await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+
+    let res = api(
+        &gw,
+        "DELETE",
+        "/api/v1/services/droplets/endpoints/e1",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 204, "{}", res.dump());
+    let res = until_status(&gw, "/droplets/7", 503, Duration::from_secs(1)).await;
+    assert_eq!(res.cause(), Some("no_healthy_endpoint"), "{}", res.dump());
+
+    let res = api(
+        &gw,
+        "DELETE",
+        "/api/v1/services/droplets",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 204, "{}", res.dump());
+    let res = until_status(&gw, "/droplets/7", 404, Duration::from_secs(1)).await;
+    assert_eq!(res.cause(), Some("no_route"), "{}", res.dump());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_without_heartbeats_is_gone_after_its_ttl() {
+    let kept = named_origin("kept").await;
+    let lapsed = named_origin("lapsed").await;
+    let state = TempDir::new();
+    let gw = gateway_with_state(&state.0).await;
+    assert_eq!(put_service(&gw, "kept", "/kept/").await.status, 201);
+    assert_eq!(put_service(&gw, "lapsed", "/lapsed/").await.status, 201);
+    assert_eq!(
+        put_endpoint(&gw, "kept", "k", &kept.url(), "2s")
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        put_endpoint(&gw, "lapsed", "l", &lapsed.url(), "1s")
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        until_status(&gw, "/lapsed/x", 200, Duration::from_secs(1))
+            .await
+            .status,
+        200
+    );
+
+    // Heartbeats keep `kept` alive past its TTL; `lapsed` gets none.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while tokio::time::Instant::now() < deadline {
+        assert_eq!(
+            put_endpoint(&gw, "kept", "k", &kept.url(), "2s")
+                .await
+                .status,
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let res = exchange(&gw, &get("/lapsed/x")).await;
+    assert_eq!(res.status, 503, "{}", res.dump());
+    assert_eq!(res.cause(), Some("no_healthy_endpoint"));
+    let res = exchange(&gw, &get("/kept/x")).await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    let res = api(&gw, "GET", "/api/v1/services/lapsed", Some(TOKEN), None).await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    assert!(
+        res.json()["endpoints"]
+            .as_array()
+            .is_none_or(|a| a.is_empty())
+            && res.json()["endpoints"]
+                .as_object()
+                .is_none_or(|o| o.is_empty()),
+        "{}",
+        res.dump()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_survive_a_restart_and_a_kill() {
+    let origin = named_origin("svc").await;
+    let state = TempDir::new();
+    let mut gw = gateway_with_state(&state.0).await;
+    assert_eq!(put_service(&gw, "svc", "/svc/").await.status, 201);
+    assert_eq!(
+        put_endpoint(&gw, "svc", "a", &origin.url(), "1h")
+            .await
+            .status,
+        201
+    );
+    gw.terminate().await;
+    gw.wait_exit(Duration::from_secs(10)).await;
+
+    // Restart: back and serving without registering again.
+    let mut gw = gateway_with_state(&state.0).await;
+    let res = until_status(&gw, "/svc/x", 200, Duration::from_secs(1)).await;
+    assert_eq!(res.status, 200, "{}\n{}", res.dump(), gw.logs());
+
+    // A burst of registrations, then SIGKILL: every acknowledged one is kept.
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let id = format!("ep{i}");
+        let res = put_endpoint(&gw, "svc", &id, &origin.url(), "1h").await;
+        assert_eq!(res.status, 201, "{}", res.dump());
+        acknowledged.push(id);
+    }
+    gw.kill_hard().await;
+    gw.wait_exit(Duration::from_secs(10)).await;
+    let gw = gateway_with_state(&state.0).await;
+    let res = api(&gw, "GET", "/api/v1/services/svc", Some(TOKEN), None).await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    let text = res.body.text();
+    for id in &acknowledged {
+        assert!(
+            text.contains(&format!("\"{id}\"")),
+            "{id} lost after SIGKILL: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_is_moved_aside_and_the_gateway_starts_empty() {
+    let state = TempDir::new();
+    std::fs::write(state.0.join("registry.json"), b"{ not json").expect("write");
+    let gw = gateway_with_state(&state.0).await;
+    let logs = gw.logs();
+    assert!(logs.contains("registry.json"), "{logs}");
+    assert!(logs.contains("corrupt"), "{logs}");
+    let moved: Vec<_> = std::fs::read_dir(&state.0)
+        .expect("read state dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("registry.json.corrupt-"))
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    let res = api(&gw, "GET", "/api/v1/services", Some(TOKEN), None).await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    assert!(!res.body.text().contains("\"routes\""), "{}", res.dump());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_registrations_get_clear_answers() {
+    let origin = named_origin("a").await;
+    let state = TempDir::new();
+    let gw = gateway_with_state(&state.0).await;
+
+    let res = api(&gw, "GET", "/api/v1/services", None, None).await;
+    assert_eq!(res.status, 401, "{}", res.dump());
+    assert_eq!(res.cause(), Some("missing_credentials"));
+    assert!(
+        !res.head.get_all("www-authenticate").is_empty(),
+        "{}",
+        res.dump()
+    );
+    let res = api(&gw, "GET", "/api/v1/services", Some("wrong"), None).await;
+    assert_eq!(res.status, 403, "{}", res.dump());
+    assert_eq!(res.cause(), Some("bad_credentials"));
+
+    assert_eq!(put_service(&gw, "a", "/a/").await.status, 201);
+    for url in [
+        "http://169.254.169.254:80",
+        "http://169.254.10.1:8080",
+        "http://[fe80::1]:8080",
+    ] {
+        let res = put_endpoint(&gw, "a", "x", url, "30s").await;
+        assert_eq!(res.status, 403, "{url}: {}", res.dump());
+        assert_eq!(res.cause(), Some("forbidden_upstream"), "{url}");
+    }
+    // The gateway's own proxy listener.
+    let own = format!("http://{}", gw.addr);
+    let res = put_endpoint(&gw, "a", "x", &own, "30s").await;
+    assert_eq!(res.status, 403, "{}", res.dump());
+    assert_eq!(res.cause(), Some("forbidden_upstream"));
+    let res = put_endpoint(&gw, "a", "x", "ftp://127.0.0.1:21", "30s").await;
+    assert_eq!(res.status, 400, "{}", res.dump());
+
+    // Another service may not take a route that is already served.
+    let res = put_service(&gw, "b", "/a/").await;
+    assert_eq!(res.status, 409, "{}", res.dump());
+    assert_eq!(res.cause(), Some("route_conflict"));
+
+    // None of it reached an origin, and the valid endpoint still works.
+    assert_eq!(
+        put_endpoint(&gw, "a", "ok", &origin.url(), "30s")
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        until_status(&gw, "/a/x", 200, Duration::from_secs(1))
+            .await
+            .status,
+        200
+    );
+}
