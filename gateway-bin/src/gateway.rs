@@ -67,6 +67,10 @@ struct RoutesInner {
     proxies: HashMap<String, Proxy>,
     /// The auth policies, by name.
     auth: BTreeMap<String, AuthLayer>,
+    /// Registered services' health checkers and balancers.
+    services: crate::services::Services,
+    /// What the registered part of the table was last built from.
+    fingerprint: std::sync::Mutex<Option<u64>>,
     table: ArcSwap<Router<RouteService>>,
 }
 
@@ -108,6 +112,8 @@ impl Routes {
             client,
             proxies,
             auth,
+            services: crate::services::Services::default(),
+            fingerprint: std::sync::Mutex::new(None),
             table: ArcSwap::from_pointee(Router::builder().build().map_err(|e| anyhow!("{e:?}"))?),
         };
         let table = inner.build(None)?;
@@ -135,9 +141,21 @@ impl Routes {
 
     /// Rebuilds the table from the static routes and `snapshot`'s services and
     /// swaps it in. On failure the old table keeps serving.
+    ///
+    /// A change that leaves every service's routes, settings and live endpoints as
+    /// they were (a heartbeat renewing a lease) keeps the current table.
     pub fn rebuild(&self, snapshot: &Snapshot, now_ms: u64) -> anyhow::Result<()> {
+        let fp = fingerprint(snapshot, now_ms);
+        let mut last = match self.inner.fingerprint.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if *last == Some(fp) {
+            return Ok(());
+        }
         let table = self.inner.build(Some((snapshot, now_ms)))?;
         self.inner.table.store(Arc::new(table));
+        *last = Some(fp);
         Ok(())
     }
 }
@@ -170,17 +188,14 @@ impl RoutesInner {
                     // The config file wins on a name clash (logged at restore).
                     continue;
                 }
-                let upstreams: Vec<Upstream> = snapshot
-                    .live_endpoints(name, now)
-                    .filter_map(|(id, ep)| match Upstream::parse(&ep.spec.url) {
-                        Ok(u) => Some(u),
-                        Err(error) => {
-                            tracing::warn!(service = %name, endpoint = %id, %error, "endpoint not usable");
-                            None
-                        }
-                    })
-                    .collect();
-                let proxy = Proxy::new(self.client.clone(), upstreams);
+                let proxy =
+                    match self
+                        .services
+                        .apply(name, entry, snapshot.live_endpoints(name, now))
+                    {
+                        Some(balance) => Proxy::balanced(self.client.clone(), balance),
+                        None => Proxy::new(self.client.clone(), Vec::new()),
+                    };
                 for r in &entry.spec.routes {
                     let spec = registered_route_spec(name, r)
                         .map_err(|e| anyhow!("service {name:?}: {e}"))?;
@@ -189,10 +204,32 @@ impl RoutesInner {
                 }
             }
         }
+        if let Some((snapshot, _)) = registered {
+            self.services.retain(&|name| {
+                snapshot.service(name).is_some() && !self.proxies.contains_key(name)
+            });
+        }
         router
             .build()
             .map_err(|errs| anyhow!("routes: {}", join(&errs)))
     }
+}
+
+/// What the registered part of a table depends on: each service's spec and its
+/// live endpoints' ids, URLs and weights (not their leases).
+fn fingerprint(snapshot: &Snapshot, now: u64) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (name, entry) in snapshot.services() {
+        name.hash(&mut h);
+        format!("{:?}", entry.spec).hash(&mut h);
+        for (id, ep) in snapshot.live_endpoints(name, now) {
+            id.hash(&mut h);
+            ep.spec.url.hash(&mut h);
+            ep.spec.weight.hash(&mut h);
+        }
+    }
+    h.finish()
 }
 
 /// A registered route, for the router.

@@ -23,4 +23,5 @@ pub mod io;
 pub mod logfmt;
 pub mod registry;
 pub mod server;
+pub mod services;
 pub mod size;

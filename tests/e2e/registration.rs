@@ -309,3 +309,109 @@ async fn bad_registrations_get_clear_answers() {
         200
     );
 }
+
+/// An origin answering `/healthz` with `health` and everything else with `name`.
+async fn checked_origin(name: &'static str, health: u16) -> crate::support::Origin {
+    crate::support::Origin::start(move |rec| {
+        if rec.head.start.starts_with("GET /healthz ") {
+            let line = if health == 200 {
+                "200 OK"
+            } else {
+                "500 Internal Server Error"
+            };
+            crate::support::Action::Respond(crate::support::response(line, &[], b"probe"))
+        } else {
+            crate::support::Action::Respond(crate::support::ok(name))
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_probes_use_fresh_connections_and_keep_traffic_off_failing_endpoints() {
+    let good = checked_origin("good", 200).await;
+    let bad = checked_origin("bad", 500).await;
+    let state = TempDir::new();
+    let gw = gateway_with_state(&state.0).await;
+    let body = json!({
+        "routes": [ { "path": "/app/" } ],
+        "health": { "path": "/healthz", "interval": "200ms", "timeout": "200ms",
+                    "expected_status": [200], "headers": { "X-Forwarded-Proto": "https" } }
+    })
+    .to_string();
+    let res = api(&gw, "PUT", "/api/v1/services/app", Some(TOKEN), Some(&body)).await;
+    assert_eq!(res.status, 201, "{}", res.dump());
+    assert_eq!(
+        put_endpoint(&gw, "app", "good", &good.url(), "1h")
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        put_endpoint(&gw, "app", "bad", &bad.url(), "1h")
+            .await
+            .status,
+        201
+    );
+
+    // Probes: a new connection each, our User-Agent, the override header.
+    good.wait_until("three probes", |o| {
+        o.records()
+            .iter()
+            .filter(|r| r.head.start.starts_with("GET /healthz "))
+            .count()
+            >= 3
+    })
+    .await;
+    let probes: Vec<_> = good
+        .records()
+        .into_iter()
+        .filter(|r| r.head.start.starts_with("GET /healthz "))
+        .collect();
+    let conns: std::collections::BTreeSet<usize> = probes.iter().map(|r| r.conn).collect();
+    assert_eq!(conns.len(), probes.len(), "a probe reused a connection");
+    for p in &probes {
+        let ua = p.head.get_all("user-agent");
+        assert_eq!(ua.len(), 1, "{}", p.head.text());
+        assert!(ua[0].starts_with("portcullis-health/"), "{}", p.head.text());
+        assert_eq!(
+            p.head.get_all("x-forwarded-proto"),
+            ["https"],
+            "{}",
+            p.head.text()
+        );
+    }
+
+    // Traffic goes only to the endpoint whose probes pass.
+    let res = until_status(&gw, "/app/x", 200, Duration::from_secs(2)).await;
+    assert_eq!(res.status, 200, "{}\n{}", res.dump(), gw.logs());
+    for _ in 0..10 {
+        let res = exchange(&gw, &get("/app/x")).await;
+        assert_eq!(
+            (res.status, res.body.text()),
+            (200, "good".to_owned()),
+            "{}",
+            res.dump()
+        );
+    }
+    assert!(
+        bad.records()
+            .iter()
+            .all(|r| r.head.start.starts_with("GET /healthz ")),
+        "traffic reached the failing endpoint"
+    );
+
+    // With no endpoint passing, 503 no_healthy_endpoint with Retry-After.
+    let res = api(
+        &gw,
+        "DELETE",
+        "/api/v1/services/app/endpoints/good",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 204, "{}", res.dump());
+    let res = until_status(&gw, "/app/x", 503, Duration::from_secs(2)).await;
+    assert_eq!(res.cause(), Some("no_healthy_endpoint"), "{}", res.dump());
+    assert_eq!(res.head.get_all("retry-after"), ["1"], "{}", res.dump());
+}

@@ -72,6 +72,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod balance;
 mod body;
 mod config;
 mod connector;
@@ -80,6 +81,7 @@ mod error;
 mod service;
 mod tunnel;
 
+pub use balance::{Balance, Outcome, Picked};
 pub use body::ProxyBody;
 pub use config::ProxyConfig;
 pub use error::{BoxError, ConfigError, UpstreamOverloaded, UpstreamTimedOut, classify};

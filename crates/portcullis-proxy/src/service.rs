@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::balance::{Balance, Outcome, Picked};
 use crate::body::ProxyBody;
 use crate::connector::CappedConnector;
 use crate::error::{BoxError, ConfigError, UpstreamTimedOut, classify};
@@ -60,6 +61,7 @@ pub struct Proxy {
     client: ProxyClient,
     upstreams: Arc<[Upstream]>,
     next: Arc<AtomicUsize>,
+    balance: Option<Arc<dyn Balance>>,
     timeouts: Timeouts,
 }
 
@@ -163,6 +165,19 @@ impl Proxy {
             client,
             upstreams: upstreams.into(),
             next: Arc::new(AtomicUsize::new(0)),
+            balance: None,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// A proxy whose upstream `balance` picks for each request, and hears how each
+    /// exchange ended.
+    pub fn balanced(client: ProxyClient, balance: Arc<dyn Balance>) -> Self {
+        Self {
+            client,
+            upstreams: Arc::from(Vec::new()),
+            next: Arc::new(AtomicUsize::new(0)),
+            balance: Some(balance),
             timeouts: Timeouts::default(),
         }
     }
@@ -188,13 +203,16 @@ impl Proxy {
         &self.upstreams
     }
 
-    fn pick(&self) -> Option<Upstream> {
+    fn pick(&self) -> Option<Picked> {
+        if let Some(b) = &self.balance {
+            return b.pick();
+        }
         let n = self.upstreams.len();
         if n == 0 {
             return None;
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        self.upstreams.get(i).cloned()
+        self.upstreams.get(i).cloned().map(Picked::new)
     }
 }
 
@@ -222,7 +240,7 @@ where
 
 async fn forward<B>(
     client: ProxyClient,
-    upstream: Option<Upstream>,
+    picked: Option<Picked>,
     timeouts: Timeouts,
     mut req: Request<B>,
 ) -> Result<Response<ProxyBody>, Infallible>
@@ -230,7 +248,7 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let Some(upstream) = upstream else {
+    let Some(mut picked) = picked else {
         return Ok(error(
             ErrorResponse::for_request(Cause::NoHealthyEndpoint, &req).retry_after(1),
             None,
@@ -243,6 +261,7 @@ where
             None,
         ));
     }
+    let upstream = picked.upstream.clone();
     let config = &client.inner.config;
     let start = Instant::now();
     let err_ctx = ErrorContext::of(&req);
@@ -321,9 +340,21 @@ where
     )
     .await
     {
-        Ok(Ok(res)) => res,
+        Ok(Ok(res)) => {
+            picked.report(if res.status().is_server_error() {
+                Outcome::ServerError
+            } else {
+                Outcome::Success
+            });
+            res
+        }
         Ok(Err(e)) => {
             let cause = classify(&e);
+            picked.report(match cause {
+                Cause::UpstreamUnreachable | Cause::UpstreamOverloaded => Outcome::ConnectError,
+                Cause::UpstreamTimeout => Outcome::Timeout,
+                _ => Outcome::ServerError,
+            });
             tracing::debug!(error = %DisplayChain(&e), cause = cause.as_str(), endpoint = %upstream.id, "upstream request failed");
             return Ok(timed(
                 error(err_ctx_with(&err_ctx, cause), Some(endpoint)),
@@ -331,6 +362,7 @@ where
             ));
         }
         Err(_) => {
+            picked.report(Outcome::Timeout);
             let e = UpstreamTimedOut::new("response headers");
             tracing::debug!(error = %e, endpoint = %upstream.id, "upstream request failed");
             return Ok(timed(
@@ -575,7 +607,14 @@ mod tests {
         .collect::<Vec<_>>();
         let proxy = Proxy::new(client, ups);
         let picked = (0..6)
-            .map(|_| proxy.pick().expect("has upstreams").authority().to_owned())
+            .map(|_| {
+                proxy
+                    .pick()
+                    .expect("has upstreams")
+                    .upstream
+                    .authority()
+                    .to_owned()
+            })
             .collect::<Vec<_>>();
         assert_eq!(
             picked,

@@ -1,0 +1,193 @@
+//! Registered services at run time: each one's health checker (active probes
+//! and passive ejection) and load balancer, kept across route-table rebuilds so
+//! that a heartbeat or another service's change does not reset health state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::sync::{Arc, Mutex};
+
+use portcullis_health::{EndpointStatus, HealthCheckConfig, HealthChecker, PassiveHealthConfig};
+use portcullis_proxy::{Balance, Outcome, Picked, Upstream};
+use portcullis_registry::{AnyBalancer, HealthSpec, LoadBalancer as _, ServiceEntry};
+
+/// One endpoint as the balancer sees it.
+#[derive(Debug, Clone)]
+struct Ep {
+    id: Arc<str>,
+    upstream: Upstream,
+    status: EndpointStatus,
+}
+
+/// A service's balancer over its endpoints, skipping unhealthy and ejected ones,
+/// and reporting each exchange's outcome to the passive health check and to the
+/// balancer's error penalty.
+#[derive(Debug)]
+pub struct ServiceBalance {
+    balancer: AnyBalancer<Ep>,
+    checker: Arc<HealthChecker>,
+}
+
+impl Balance for ServiceBalance {
+    fn pick(&self) -> Option<Picked> {
+        let pick = self.balancer.pick(&|e: &Ep| e.status.is_available())?;
+        let guard = pick.guard;
+        let ep = pick.endpoint;
+        let checker = self.checker.clone();
+        Some(Picked::new(ep.upstream.clone()).on_outcome(move |outcome| {
+            guard.record_outcome(outcome == Outcome::Success);
+            let passive = match outcome {
+                Outcome::Success => portcullis_health::Outcome::Success,
+                Outcome::ConnectError | Outcome::Timeout => {
+                    portcullis_health::Outcome::ConnectError
+                }
+                _ => portcullis_health::Outcome::ServerError,
+            };
+            checker.record(&ep.id, passive);
+        }))
+    }
+}
+
+/// What a service's endpoints were when last applied.
+#[derive(Debug, PartialEq, Eq, Clone)]
+struct EpKey {
+    url: String,
+    weight: u32,
+}
+
+struct Runtime {
+    health: Option<HealthSpec>,
+    checker: Arc<HealthChecker>,
+    endpoints: BTreeMap<String, (EpKey, Ep)>,
+}
+
+/// Every registered service's runtime state.
+#[derive(Default)]
+pub struct Services {
+    runtimes: Mutex<HashMap<String, Runtime>>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+fn active_config(spec: &HealthSpec) -> HealthCheckConfig {
+    HealthCheckConfig {
+        path: spec.path.clone(),
+        interval: spec.interval,
+        timeout: spec.timeout,
+        expected_status: spec.expected_status.clone(),
+        headers: spec.headers.clone(),
+        ..HealthCheckConfig::default()
+    }
+}
+
+/// The socket address to probe and the Host to send, from `http://host:port`.
+fn probe_target(upstream: &Upstream) -> Option<(SocketAddr, String)> {
+    let authority = upstream.authority();
+    let addr = authority
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| authority.to_socket_addrs().ok()?.next())?;
+    Some((addr, authority.to_owned()))
+}
+
+impl Services {
+    /// Brings `name`'s runtime in line with `entry` and its live endpoints, and
+    /// returns its balancer. Endpoints that did not change keep their health.
+    /// `None` only if no health checker could be made at all.
+    pub fn apply<'a>(
+        &self,
+        name: &str,
+        entry: &ServiceEntry,
+        live: impl Iterator<Item = (&'a str, &'a portcullis_registry::Endpoint)>,
+    ) -> Option<Arc<ServiceBalance>> {
+        let mut runtimes = match self.runtimes.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let fresh = || {
+            let active = entry.spec.health.as_ref().map(active_config);
+            let checker = HealthChecker::new(name, active.clone(), PassiveHealthConfig::default())
+                .or_else(|errors| {
+                    tracing::warn!(service = %name, errors = ?errors.iter().map(ToString::to_string).collect::<Vec<_>>(), "health check settings refused; no active checks");
+                    HealthChecker::new(name, None, PassiveHealthConfig::default())
+                });
+            checker.ok().map(|c| Runtime {
+                health: entry.spec.health.clone(),
+                checker: Arc::new(c),
+                endpoints: BTreeMap::new(),
+            })
+        };
+        let rt = match runtimes.get(name) {
+            Some(rt) if rt.health == entry.spec.health => runtimes.get_mut(name),
+            _ => {
+                if let Some(rt) = fresh() {
+                    runtimes.insert(name.to_owned(), rt);
+                }
+                runtimes.get_mut(name)
+            }
+        };
+        let rt = rt?;
+        let mut seen = Vec::new();
+        for (id, ep) in live {
+            seen.push(id.to_owned());
+            let key = EpKey {
+                url: ep.spec.url.clone(),
+                weight: ep.spec.weight,
+            };
+            if rt.endpoints.get(id).is_some_and(|(k, _)| *k == key) {
+                continue;
+            }
+            let upstream = match Upstream::parse(&ep.spec.url) {
+                Ok(u) => u,
+                Err(error) => {
+                    tracing::warn!(service = %name, endpoint = %id, %error, "endpoint not usable");
+                    continue;
+                }
+            };
+            let status = match probe_target(&upstream) {
+                Some((addr, host)) => rt.checker.add(id, addr, host),
+                None => {
+                    tracing::warn!(service = %name, endpoint = %id, "endpoint address does not resolve; not probed");
+                    EndpointStatus::new(false)
+                }
+            };
+            let e = Ep {
+                id: Arc::from(id),
+                upstream,
+                status,
+            };
+            rt.endpoints.insert(id.to_owned(), (key, e));
+        }
+        let gone: Vec<String> = rt
+            .endpoints
+            .keys()
+            .filter(|k| !seen.contains(k))
+            .cloned()
+            .collect();
+        for id in gone {
+            rt.endpoints.remove(&id);
+            rt.checker.remove(&id);
+        }
+        let list = rt
+            .endpoints
+            .values()
+            .map(|(k, e)| (e.clone(), k.weight))
+            .collect();
+        Some(Arc::new(ServiceBalance {
+            balancer: AnyBalancer::new(entry.spec.balancer, list),
+            checker: rt.checker.clone(),
+        }))
+    }
+
+    /// Forgets services that are no longer registered (stopping their probes).
+    pub fn retain(&self, registered: &dyn Fn(&str) -> bool) {
+        let mut runtimes = match self.runtimes.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        runtimes.retain(|name, _| registered(name));
+    }
+}
