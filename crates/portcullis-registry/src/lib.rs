@@ -124,6 +124,15 @@
 //! | state file | ≤ [`MAX_STATE_FILE_BYTES`] (64 MiB) |
 //! | least-request penalty | +4 per failure, halves every 5s, ≤ 1024 |
 //!
+//! # Feature flags
+//!
+//! - `redis`: `RedisStore`, a [`StateStore`] shared by a fleet of gateways through
+//!   Redis (or Valkey, Dragonfly): endpoint leases are key TTLs, every save is
+//!   published so the other gateways reload within a second, with a periodic full
+//!   resync; while Redis is unreachable the gateway keeps its last known table and
+//!   `RedisStore::is_healthy` is false. Its tests start a real `redis-server`
+//!   (`scripts/test.sh` installs Debian's package).
+//!
 //! # Metrics
 //!
 //! [`REGISTRATIONS_TOTAL`] `{service,kind}`, [`LEASE_EXPIRIES_TOTAL`] `{service}` and
@@ -135,6 +144,8 @@ mod admin;
 mod balance;
 mod metrics;
 mod model;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod registry;
 mod store;
 mod validate;
@@ -153,6 +164,11 @@ pub use metrics::{
 pub use model::{
     Balancer, DEFAULT_TTL, EndpointSpec, HealthSpec, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN,
     MAX_METADATA_VALUE_LEN, MAX_TTL, MAX_WEIGHT, MIN_TTL, RouteSpec, ServiceSpec,
+};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_store::{
+    DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, DEFAULT_RESYNC_INTERVAL, RedisOptions, RedisStore,
 };
 pub use registry::{
     Endpoint, EndpointChange, EndpointPut, Expired, Registry, RestoreReport, ServiceChange,

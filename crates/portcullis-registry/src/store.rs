@@ -81,6 +81,26 @@ pub enum StoreError {
     /// The blocking task doing the i/o panicked or was cancelled.
     #[error("state store task failed")]
     Task,
+    /// A networked store (Redis) could not be reached, or a command failed or took
+    /// longer than its timeout. Keep serving the last known state and retry later.
+    #[error("{store} store unavailable during {op}: {reason}")]
+    Unavailable {
+        /// The store: `redis`.
+        store: &'static str,
+        /// The operation: `load`, `save`, `publish`, `subscribe` or `ping`.
+        op: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A shared store holds a state that fails [`StoredState::validate`]. Unlike
+    /// [`StoreError::Corrupt`] nothing was moved aside: other gateways share it.
+    #[error("{store} store holds an invalid state: {reason}")]
+    Invalid {
+        /// The store: `redis`.
+        store: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// The embedded default store: one JSON file in a folder.
