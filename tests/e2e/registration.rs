@@ -415,3 +415,69 @@ async fn active_probes_use_fresh_connections_and_keep_traffic_off_failing_endpoi
     assert_eq!(res.cause(), Some("no_healthy_endpoint"), "{}", res.dump());
     assert_eq!(res.head.get_all("retry-after"), ["1"], "{}", res.dump());
 }
+
+/// A request without a body whose endpoint refuses the connection is sent to
+/// another endpoint (it was never written); a POST with a body never is: it gets
+/// 502, and no POST reaches an origin twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failures_are_retried_only_for_requests_that_can_be_sent_again() {
+    let live = named_origin("live").await;
+    let (_refusing, dead_port) = crate::support::refusing_port();
+    let state = TempDir::new();
+    let gw = gateway_with_state(&state.0).await;
+    assert_eq!(put_service(&gw, "svc", "/svc/").await.status, 201);
+    assert_eq!(
+        put_endpoint(&gw, "svc", "live", &live.url(), "1h")
+            .await
+            .status,
+        201
+    );
+    let dead = format!("http://127.0.0.1:{dead_port}");
+    assert_eq!(
+        put_endpoint(&gw, "svc", "dead", &dead, "1h").await.status,
+        201
+    );
+    assert_eq!(
+        until_status(&gw, "/svc/warm", 200, Duration::from_secs(1))
+            .await
+            .status,
+        200
+    );
+
+    // Round robin sends every other request to the dead endpoint: GETs still
+    // all succeed.
+    for i in 0..12 {
+        let res = exchange(&gw, &get(&format!("/svc/get-{i}"))).await;
+        assert_eq!(res.status, 200, "GET {i}: {}", res.dump());
+    }
+
+    // POSTs with a body: either answered by the live origin or refused with 502;
+    // never sent twice.
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let req = format!(
+            "POST /svc/post-{i} HTTP/1.1\r\nHost: t.local\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        let res = exchange(&gw, req.as_bytes()).await;
+        assert!(
+            res.status == 200 || res.status == 502,
+            "POST {i}: {}",
+            res.dump()
+        );
+        if res.status == 502 {
+            assert_eq!(res.cause(), Some("upstream_unreachable"), "{}", res.dump());
+        }
+        statuses.push(res.status);
+    }
+    let records = live.records();
+    for i in 0..6 {
+        let line = format!("POST /svc/post-{i} HTTP/1.1");
+        let seen = records.iter().filter(|r| r.head.start == line).count();
+        let want = usize::from(statuses[i] == 200);
+        assert_eq!(
+            seen, want,
+            "POST {i} reached the origin {seen} times, answered {}",
+            statuses[i]
+        );
+    }
+}

@@ -45,6 +45,13 @@ pub struct ProxyConfig {
     /// client buffers per connection for writing (larger buffers mean fewer
     /// syscalls for uploads). Default: 417792 (hyper's default).
     pub max_response_header_bytes: usize,
+    /// Times a request without a body is sent to another endpoint when its
+    /// endpoint cannot be connected to (it was never written), with a balanced
+    /// proxy (registered services). Default: 2.
+    pub retries: u32,
+    /// Retries allowed as a share of requests, in percent (plus a reserve of 10),
+    /// so that retries cannot multiply an outage. Default: 20.
+    pub retry_budget_percent: u32,
 }
 
 impl Default for ProxyConfig {
@@ -61,6 +68,8 @@ impl Default for ProxyConfig {
             tunnel_idle_timeout: Duration::from_secs(300),
             set_upstream_host: false,
             max_response_header_bytes: 8192 + 4096 * 100,
+            retries: 2,
+            retry_budget_percent: 20,
         }
     }
 }
@@ -93,6 +102,18 @@ impl ProxyConfig {
                 value: self.max_response_header_bytes as u64,
                 min: 8192,
             });
+        }
+        for (key, value, max) in [
+            ("retries", self.retries, 10),
+            ("retry_budget_percent", self.retry_budget_percent, 100),
+        ] {
+            if value > max {
+                errs.push(ConfigError::TooLarge {
+                    key,
+                    value: u64::from(value),
+                    max: u64::from(max),
+                });
+            }
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }

@@ -32,6 +32,16 @@ pub enum ConfigError {
         /// The minimum.
         min: u64,
     },
+    /// A number above its maximum.
+    #[error("proxy.{key} must be at most {max}, got {value}")]
+    TooLarge {
+        /// The config key.
+        key: &'static str,
+        /// The value given.
+        value: u64,
+        /// The maximum.
+        max: u64,
+    },
     /// An upstream URL that is not `http://host[:port]`.
     #[error("upstream {url:?} is not valid: {reason}")]
     BadUpstream {

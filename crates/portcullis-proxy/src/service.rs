@@ -62,6 +62,7 @@ pub struct Proxy {
     upstreams: Arc<[Upstream]>,
     next: Arc<AtomicUsize>,
     balance: Option<Arc<dyn Balance>>,
+    budget: Arc<RetryBudget>,
     timeouts: Timeouts,
 }
 
@@ -166,14 +167,21 @@ impl Proxy {
             upstreams: upstreams.into(),
             next: Arc::new(AtomicUsize::new(0)),
             balance: None,
+            budget: Arc::new(RetryBudget::new(0)),
             timeouts: Timeouts::default(),
         }
     }
 
     /// A proxy whose upstream `balance` picks for each request, and hears how each
     /// exchange ended.
+    ///
+    /// A request without a body whose upstream cannot be connected to is sent to
+    /// another pick, at most `retries` times and within the retry budget
+    /// (`retry_budget_percent` of requests), see [`ProxyConfig`].
     pub fn balanced(client: ProxyClient, balance: Arc<dyn Balance>) -> Self {
+        let budget = Arc::new(RetryBudget::new(client.inner.config.retry_budget_percent));
         Self {
+            budget,
             client,
             upstreams: Arc::from(Vec::new()),
             next: Arc::new(AtomicUsize::new(0)),
@@ -205,6 +213,7 @@ impl Proxy {
 
     fn pick(&self) -> Option<Picked> {
         if let Some(b) = &self.balance {
+            self.budget.deposit();
             return b.pick();
         }
         let n = self.upstreams.len();
@@ -232,8 +241,9 @@ where
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
         let upstream = self.pick();
         let client = self.client.clone();
+        let retry = self.balance.clone().map(|b| (b, self.budget.clone()));
         ResponseFuture {
-            inner: Box::pin(forward(client, upstream, self.timeouts, req)),
+            inner: Box::pin(forward(client, upstream, retry, self.timeouts, req)),
         }
     }
 }
@@ -241,6 +251,7 @@ where
 async fn forward<B>(
     client: ProxyClient,
     picked: Option<Picked>,
+    retry: Option<(Arc<dyn Balance>, Arc<RetryBudget>)>,
     timeouts: Timeouts,
     mut req: Request<B>,
 ) -> Result<Response<ProxyBody>, Infallible>
@@ -322,8 +333,16 @@ where
         .as_ref()
         .and_then(|_| parts.extensions.remove::<ConnectionSlot>());
     parts.extensions = http::Extensions::new();
+    // A request with no body can be sent again to another endpoint when the first
+    // could not be connected to: it was provably never written (R13).
+    let retry =
+        retry.filter(|_| client_upgrade.is_none() && body.is_end_stream() && config.retries > 0);
+    let mut again = retry.as_ref().map(|_| parts.clone());
     let body = body.map_err(Into::into).boxed_unsync();
-    let upstream_req = Request::from_parts(parts, body);
+    let mut upstream_req = Request::from_parts(parts, body);
+    let mut upstream = upstream;
+    let mut endpoint = endpoint;
+    let mut attempts = 0u32;
 
     let request_timeout = timeouts.request.unwrap_or(config.request_timeout);
     let overall = (!request_timeout.is_zero()).then(|| start + request_timeout);
@@ -334,12 +353,41 @@ where
                 .unwrap_or(config.response_header_timeout);
         overall.map_or(d, |o| o.min(d))
     };
-    let res = match tokio::time::timeout_at(
-        header_deadline,
-        client.inner.client.request(upstream_req),
-    )
-    .await
-    {
+    let res = loop {
+        let sent =
+            tokio::time::timeout_at(header_deadline, client.inner.client.request(upstream_req))
+                .await;
+        let (Ok(Err(e)), Some((balance, budget)), Some(parts)) = (&sent, &retry, &again) else {
+            break sent;
+        };
+        if !e.is_connect() || attempts >= config.retries || !budget.withdraw() {
+            break sent;
+        }
+        let Some(next) = balance.pick() else {
+            break sent;
+        };
+        picked.report(Outcome::ConnectError);
+        tracing::debug!(error = %DisplayChain(e), endpoint = %upstream.id, next = %next.upstream.id, "retrying on another endpoint");
+        attempts += 1;
+        picked = next;
+        upstream = picked.upstream.clone();
+        endpoint = SelectedEndpoint {
+            id: upstream.id.clone(),
+        };
+        let mut p = parts.clone();
+        match retarget(&p.uri, &upstream) {
+            Some(uri) => p.uri = uri,
+            None => break sent,
+        }
+        if config.set_upstream_host {
+            if let Ok(v) = HeaderValue::from_str(upstream.authority.as_str()) {
+                p.headers.insert(HOST, v);
+            }
+        }
+        again = Some(p.clone());
+        upstream_req = Request::from_parts(p, empty_body());
+    };
+    let res = match res {
         Ok(Ok(res)) => {
             picked.report(if res.status().is_server_error() {
                 Outcome::ServerError
@@ -416,6 +464,65 @@ fn err_ctx_with(ctx: &ErrorContext, cause: Cause) -> ErrorResponse {
         e.retry_after(1)
     } else {
         e
+    }
+}
+
+/// The same path and query on another upstream.
+fn retarget(uri: &Uri, upstream: &Upstream) -> Option<Uri> {
+    let pq = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .ok()
+}
+
+fn empty_body() -> ClientBody {
+    http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Retries allowed as a share of requests: every request deposits `percent`
+/// hundredths of a retry, every retry withdraws one, and the balance holds at
+/// most [`RetryBudget::RESERVE`] retries — so retries cannot multiply an outage.
+#[derive(Debug)]
+pub(crate) struct RetryBudget {
+    /// In hundredths of a retry.
+    balance: std::sync::atomic::AtomicI64,
+    percent: i64,
+}
+
+impl RetryBudget {
+    /// Retries that can be spent at once, and the starting balance.
+    const RESERVE: i64 = 10;
+
+    pub(crate) fn new(percent: u32) -> Self {
+        Self {
+            balance: std::sync::atomic::AtomicI64::new(Self::RESERVE * 100),
+            percent: i64::from(percent),
+        }
+    }
+
+    pub(crate) fn deposit(&self) {
+        let cap = Self::RESERVE * 100;
+        let _ = self
+            .balance
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some((b + self.percent).min(cap))
+            });
+    }
+
+    pub(crate) fn withdraw(&self) -> bool {
+        self.balance
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                (b >= 100).then_some(b - 100)
+            })
+            .is_ok()
     }
 }
 
