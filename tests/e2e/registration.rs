@@ -470,14 +470,13 @@ async fn connect_failures_are_retried_only_for_requests_that_can_be_sent_again()
         statuses.push(res.status);
     }
     let records = live.records();
-    for i in 0..6 {
+    for (i, status) in statuses.iter().enumerate() {
         let line = format!("POST /svc/post-{i} HTTP/1.1");
         let seen = records.iter().filter(|r| r.head.start == line).count();
-        let want = usize::from(statuses[i] == 200);
+        let want = usize::from(*status == 200);
         assert_eq!(
             seen, want,
-            "POST {i} reached the origin {seen} times, answered {}",
-            statuses[i]
+            "POST {i} reached the origin {seen} times, answered {status}"
         );
     }
 }
