@@ -25,10 +25,29 @@ pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 /// The admin endpoints as an axum [`Router`]; `/metrics` only when `metrics` is
 /// given; the registration API (`/api/v1/`) when `api` is given (its fallback,
 /// in the gateway's error shape, then answers unknown paths).
-pub fn router(metrics: Option<RenderMetrics>, api: Option<Router>) -> Router {
+///
+/// `/readyz` answers 200 `{"status":"ready"}`, or, when `store_healthy` says the
+/// registry's shared store (Redis) is unreachable, 200
+/// `{"status":"degraded","registry_store":"unreachable"}`: the gateway still
+/// serves its last known table, so it stays in rotation.
+pub fn router(
+    metrics: Option<RenderMetrics>,
+    api: Option<Router>,
+    store_healthy: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+) -> Router {
+    let ready = move || {
+        let healthy = store_healthy.as_ref().is_none_or(|f| f());
+        async move {
+            if healthy {
+                json(r#"{"status":"ready"}"#)
+            } else {
+                json(r#"{"status":"degraded","registry_store":"unreachable"}"#)
+            }
+        }
+    };
     let mut app = Router::new()
         .route("/healthz", get(|| async { json(r#"{"status":"ok"}"#) }))
-        .route("/readyz", get(|| async { json(r#"{"status":"ready"}"#) }));
+        .route("/readyz", get(ready));
     if let Some(render) = metrics {
         app = app.route(
             "/metrics",

@@ -216,7 +216,11 @@ async fn run(
             None
         };
         let (render, upkeep) = metrics.unzip();
-        let app = admin::router(render, Some(registry.api(&cfg)?));
+        let store_health: Arc<dyn Fn() -> bool + Send + Sync> = {
+            let redis = registry.redis.clone();
+            Arc::new(move || redis.as_ref().is_none_or(|r| r.is_healthy()))
+        };
+        let app = admin::router(render, Some(registry.api(&cfg)?), Some(store_health));
         tracing::info!(addr = %admin_addr, "admin listening");
         Some((tokio::spawn(admin::serve(admin, app)), upkeep, registry))
     } else {

@@ -35,8 +35,8 @@ pub struct Config {
     pub registry: RegistryConfig,
 }
 
-/// `[registry]`: what registrations may point at.
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+/// `[registry]`: what registrations may point at, and where they are kept.
+#[derive(Deserialize, Serialize, Debug, Clone)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Accept link-local upstreams (169.254.0.0/16, fe80::/10) and the cloud
@@ -44,6 +44,30 @@ pub struct RegistryConfig {
     pub allow_link_local: bool,
     /// Accept the gateway's own listeners as upstreams. Default: false.
     pub allow_self: bool,
+    /// Share registrations with a fleet of gateways through this Redis
+    /// (`redis://host:port/db`) instead of the state folder's file. Default: none.
+    pub redis: Option<Spanned<String>>,
+    /// Prefix of every Redis key and of the change channel. Default: `portcullis:`.
+    pub redis_prefix: String,
+    /// Bound on every Redis call. Default: 500ms.
+    #[serde(with = "duration_str")]
+    pub redis_timeout: Duration,
+    /// Full reload from Redis at this period, besides change notices. Default: 10s.
+    #[serde(with = "duration_str")]
+    pub redis_resync: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            allow_link_local: false,
+            allow_self: false,
+            redis: None,
+            redis_prefix: "portcullis:".to_owned(),
+            redis_timeout: Duration::from_millis(500),
+            redis_resync: Duration::from_secs(10),
+        }
+    }
 }
 
 /// `[metrics]`: Prometheus metrics served at `GET /metrics` on the admin listener.
@@ -468,6 +492,21 @@ impl Config {
                     }
                 }
             }
+        }
+        if let Some(url) = &self.registry.redis {
+            let u = url.get_ref();
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) || u.len() <= 8 {
+                at(
+                    url.span(),
+                    format!("registry.redis must be a redis:// URL, got {u:?}"),
+                );
+            }
+        }
+        if self.registry.redis_timeout.is_zero() || self.registry.redis_resync.is_zero() {
+            at(
+                0..0,
+                "registry.redis_timeout and registry.redis_resync must be greater than 0s".into(),
+            );
         }
         // What the gateway builds: the operator's list plus every API-key header
         // and query parameter.

@@ -25,6 +25,8 @@ pub struct RunningRegistry {
     pub registry: Arc<Registry>,
     /// Where it is kept.
     pub store: Arc<dyn StateStore>,
+    /// The shared store, when registrations live in Redis.
+    pub redis: Option<portcullis_registry::RedisStore>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -45,7 +47,24 @@ pub async fn start(
         allow_self: cfg.registry.allow_self,
     };
     let registry = Arc::new(Registry::new(policy));
-    let store: Arc<dyn StateStore> = Arc::new(FileStore::new(Path::new(&cfg.server.state_dir)));
+    let redis = match &cfg.registry.redis {
+        Some(url) => {
+            let opts = portcullis_registry::RedisOptions::new(url.get_ref().clone())
+                .key_prefix(cfg.registry.redis_prefix.clone())
+                .timeout(cfg.registry.redis_timeout)
+                .resync_interval(cfg.registry.redis_resync);
+            Some(
+                portcullis_registry::RedisStore::connect(opts)
+                    .await
+                    .context("registry.redis")?,
+            )
+        }
+        None => None,
+    };
+    let store: Arc<dyn StateStore> = match &redis {
+        Some(r) => Arc::new(r.clone()),
+        None => Arc::new(FileStore::new(Path::new(&cfg.server.state_dir))),
+    };
     match store.load().await {
         Ok(None) => {}
         Ok(Some(state)) => {
@@ -81,6 +100,11 @@ pub async fn start(
                 moved_to = %moved_to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
                 "state file corrupt; moved aside, starting with no registrations"
             );
+        }
+        // A fleet's shared store that is down: serve the static routes, resync
+        // when it is back (the subscription fires then).
+        Err(error) if redis.is_some() => {
+            tracing::warn!(%error, "registry store unreachable; starting without registrations, will resync");
         }
         Err(e) => return Err(anyhow::Error::new(e).context("loading the registry state")),
     }
@@ -118,14 +142,53 @@ pub async fn start(
             }
         }
     }));
+    // Another gateway's change, a periodic resync, or Redis back after an
+    // outage: reload the shared state. While Redis is unreachable the last known
+    // table keeps serving.
+    if let Some(r) = &redis {
+        let mut notices = r.subscribe();
+        let (reg, st) = (registry.clone(), store.clone());
+        tasks.push(tokio::spawn(async move {
+            while notices.recv().await.is_some() {
+                match st.load().await {
+                    Ok(Some(state)) => {
+                        let report = reg.restore(state, now_unix_ms());
+                        tracing::debug!(services = report.services, endpoints = report.endpoints, "registry resynced");
+                    }
+                    Ok(None) => {
+                        // Nothing stored at all (not even an empty state): Redis
+                        // lost its data, say restarted without persistence. Seed it
+                        // with the last known state rather than forget everything.
+                        if !reg.snapshot().services().is_empty() {
+                            tracing::info!("registry store is empty; seeding it with the last known registrations");
+                            if let Err(error) = st.save(&reg.to_stored()).await {
+                                tracing::warn!(%error, "seeding the registry store failed");
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "registry resync failed; the last known table keeps serving");
+                    }
+                }
+            }
+        }));
+    }
     Ok(RunningRegistry {
         registry,
         store,
+        redis,
         tasks,
     })
 }
 
 impl RunningRegistry {
+    /// Whether the store answered its last call (always true for the file).
+    pub fn store_healthy(&self) -> bool {
+        self.redis
+            .as_ref()
+            .is_none_or(portcullis_registry::RedisStore::is_healthy)
+    }
+
     /// Stops the background tasks.
     pub fn stop(&self) {
         for t in &self.tasks {

@@ -16,6 +16,7 @@ mod body_limits;
 mod check;
 mod disconnect;
 mod filters;
+mod fleet;
 mod forwarding;
 mod framing;
 mod h2c;

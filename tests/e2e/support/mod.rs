@@ -5,6 +5,7 @@ pub(crate) mod admin;
 pub(crate) mod client;
 pub(crate) mod gateway;
 pub(crate) mod origin;
+pub(crate) mod redis;
 pub(crate) mod wire;
 
 pub(crate) use client::{Client, Response, get};
