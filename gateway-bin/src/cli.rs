@@ -220,7 +220,11 @@ async fn run(
             let redis = registry.redis.clone();
             Arc::new(move || redis.as_ref().is_none_or(|r| r.is_healthy()))
         };
-        let app = admin::router(render, Some(registry.api(&cfg)?), Some(store_health));
+        let app = admin::router(
+            render,
+            Some(registry.api(&cfg, &routes)?),
+            Some(store_health),
+        );
         tracing::info!(addr = %admin_addr, "admin listening");
         Some((tokio::spawn(admin::serve(admin, app)), upkeep, registry))
     } else {

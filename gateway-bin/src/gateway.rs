@@ -130,6 +130,11 @@ impl Routes {
         }
     }
 
+    /// A registered endpoint's health, for the admin API.
+    pub fn endpoint_health(&self, service: &str, endpoint: &str) -> Option<serde_json::Value> {
+        self.inner.services.health_json(service, endpoint)
+    }
+
     /// Names of the static services: registrations may not take them.
     pub fn static_services(&self) -> impl Iterator<Item = &str> {
         self.inner

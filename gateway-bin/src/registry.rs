@@ -202,7 +202,7 @@ impl RunningRegistry {
     /// `PORTCULLIS_ADMIN_TOKEN` or the state folder, the static routes reserved
     /// (a registration may not take them, nor a static service's name), and
     /// `GET /api/v1/routes` showing static and registered routes together.
-    pub fn api(&self, cfg: &Config) -> anyhow::Result<axum::Router> {
+    pub fn api(&self, cfg: &Config, routes: &Routes) -> anyhow::Result<axum::Router> {
         use portcullis_registry::{AdminApi, AdminToken, ReservedRoute};
         let token = crate::admin::admin_token(Path::new(&cfg.server.state_dir))?;
         let mut reserved: Vec<ReservedRoute> = cfg
@@ -265,6 +265,10 @@ impl RunningRegistry {
         )
         .reserved_routes(reserved)
         .routes_view(view)
+        .endpoint_health({
+            let routes = routes.clone();
+            Arc::new(move |service: &str, id: &str| routes.endpoint_health(service, id))
+        })
         .router())
     }
 }

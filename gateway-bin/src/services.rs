@@ -182,6 +182,23 @@ impl Services {
         }))
     }
 
+    /// One endpoint's health as JSON for the admin API: `state` (unknown,
+    /// healthy, unhealthy), `available`, `ejected`, `last_error`.
+    pub fn health_json(&self, service: &str, endpoint: &str) -> Option<serde_json::Value> {
+        let runtimes = match self.runtimes.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (_, ep) = runtimes.get(service)?.endpoints.get(endpoint)?;
+        let h = ep.status.snapshot();
+        Some(serde_json::json!({
+            "state": h.state.as_str(),
+            "available": h.available,
+            "ejected": h.ejected,
+            "last_error": h.last_error,
+        }))
+    }
+
     /// Forgets services that are no longer registered (stopping their probes).
     pub fn retain(&self, registered: &dyn Fn(&str) -> bool) {
         let mut runtimes = match self.runtimes.lock() {

@@ -401,6 +401,28 @@ async fn active_probes_use_fresh_connections_and_keep_traffic_off_failing_endpoi
         "traffic reached the failing endpoint"
     );
 
+    // The admin API shows each endpoint's health, with the failing probe's error.
+    let res = api(&gw, "GET", "/api/v1/services/app", Some(TOKEN), None).await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    let eps = res.json()["endpoints"].clone();
+    let find = |id: &str| {
+        eps.as_array()
+            .and_then(|a| a.iter().find(|e| e["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no endpoint {id}: {eps}"))
+    };
+    assert_eq!(find("good")["health"]["state"], "healthy", "{eps}");
+    assert_eq!(find("good")["health"]["available"], true, "{eps}");
+    let bad_health = find("bad")["health"].clone();
+    assert_ne!(bad_health["state"], "healthy", "{eps}");
+    assert_eq!(bad_health["available"], false, "{eps}");
+    assert!(
+        bad_health["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("500")),
+        "{eps}"
+    );
+
     // With no endpoint passing, 503 no_healthy_endpoint with Retry-After.
     let res = api(
         &gw,

@@ -49,6 +49,10 @@ pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<(), Vec<String>>> + S
 pub type ReloadHook = Arc<dyn Fn() -> ReloadFuture + Send + Sync>;
 /// The effective route table as JSON ([`AdminApi::routes_view`]).
 pub type RoutesView = Arc<dyn Fn() -> Value + Send + Sync>;
+
+/// The health of one endpoint (`service`, `id`) as JSON, for
+/// `GET /api/v1/services/{service}`; `None` when nothing is known.
+pub type EndpointHealthView = Arc<dyn Fn(&str, &str) -> Option<Value> + Send + Sync>;
 /// The wall clock in UNIX milliseconds ([`AdminApi::clock`]).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -128,6 +132,7 @@ pub struct AdminApi {
     reserved: Vec<ReservedRoute>,
     reload: Option<ReloadHook>,
     routes_view: Option<RoutesView>,
+    endpoint_health: Option<EndpointHealthView>,
     clock: Clock,
     write: Arc<tokio::sync::Mutex<()>>,
 }
@@ -258,6 +263,7 @@ impl AdminApi {
             reserved: Vec::new(),
             reload: None,
             routes_view: None,
+            endpoint_health: None,
             clock: Arc::new(now_unix_ms),
             write: Arc::new(tokio::sync::Mutex::new(())),
         }
@@ -294,6 +300,14 @@ impl AdminApi {
     #[must_use]
     pub fn routes_view(mut self, view: RoutesView) -> Self {
         self.routes_view = Some(view);
+        self
+    }
+
+    /// Where `GET /api/v1/services/{service}` finds each endpoint's health (added as
+    /// its `health` field). Default: none (no `health` field).
+    #[must_use]
+    pub fn endpoint_health(mut self, view: EndpointHealthView) -> Self {
+        self.endpoint_health = Some(view);
         self
     }
 
@@ -687,6 +701,26 @@ fn service_json(name: &str, entry: &ServiceEntry, now: u64) -> Value {
     v
 }
 
+impl AdminApi {
+    /// Adds each endpoint's `health`, when a view is configured.
+    fn with_health(&self, service: &str, mut v: Value) -> Value {
+        let Some(view) = &self.endpoint_health else {
+            return v;
+        };
+        if let Some(Value::Array(eps)) = v.get_mut("endpoints") {
+            for ep in eps {
+                let id = ep.get("id").and_then(Value::as_str).map(str::to_owned);
+                if let (Some(id), Value::Object(map)) = (id, ep) {
+                    if let Some(h) = view(service, &id) {
+                        map.insert("health".into(), h);
+                    }
+                }
+            }
+        }
+        v
+    }
+}
+
 fn snapshot_service(snapshot: &Snapshot, name: &str, now: u64) -> Option<Value> {
     snapshot.service(name).map(|e| service_json(name, e, now))
 }
@@ -753,6 +787,7 @@ async fn get_service(
         AdminApi::authorize(&principal, None)?;
         let snapshot = api.registry.snapshot();
         let value = snapshot_service(&snapshot, &service, api.now())
+            .map(|v| api.with_health(&service, v))
             .ok_or_else(|| ApiError::service_not_found(&service).for_service(&service))?;
         Ok(json_response(StatusCode::OK, value))
     })
