@@ -473,6 +473,23 @@ async fn connect_failures_are_retried_only_for_requests_that_can_be_sent_again()
         assert_eq!(res.status, 200, "GET {i}: {}", res.dump());
     }
 
+    // The retries are counted.
+    let scrape = gw
+        .scrape_until(
+            "portcullis_upstream_retries_total",
+            &[("outcome", "retried")],
+            1.0,
+        )
+        .await;
+    assert!(
+        scrape.value(
+            "portcullis_upstream_retries_total",
+            &[("outcome", "retried")]
+        ) >= 1.0,
+        "{}",
+        scrape.text
+    );
+
     // POSTs with a body: either answered by the live origin or refused with 502;
     // never sent twice.
     let mut statuses = Vec::new();

@@ -50,6 +50,12 @@ pub const AUTH_DECISIONS_TOTAL: &str = "portcullis_auth_decisions_total";
 /// Emitted by `portcullis-ratelimit`; declared here so that [`describe`] documents it.
 pub const RATELIMIT_DECISIONS_TOTAL: &str = "portcullis_ratelimit_decisions_total";
 
+/// Counter of retries after upstream connect failures, by `{outcome}` (`retried`,
+/// `budget_exhausted`, `no_endpoint`).
+///
+/// Emitted by `portcullis-proxy`; declared here so that [`describe`] documents it.
+pub const UPSTREAM_RETRIES_TOTAL: &str = "portcullis_upstream_retries_total";
+
 /// Gauge, 1 when an endpoint is healthy and 0 when not, by `{service, endpoint}`.
 ///
 /// Emitted by `portcullis-health`; declared here so that [`describe`] documents it.
@@ -100,6 +106,11 @@ pub fn describe() {
         RATELIMIT_DECISIONS_TOTAL,
         Unit::Count,
         "Rate-limit decisions, by route and decision."
+    );
+    describe_counter!(
+        UPSTREAM_RETRIES_TOTAL,
+        Unit::Count,
+        "Retries after upstream connect failures, by outcome."
     );
     describe_gauge!(
         ENDPOINT_HEALTHY,

@@ -651,6 +651,7 @@ fn describe_registers_every_name_with_its_unit() {
         UPSTREAM_ERRORS_TOTAL,
         AUTH_DECISIONS_TOTAL,
         RATELIMIT_DECISIONS_TOTAL,
+        UPSTREAM_RETRIES_TOTAL,
         ENDPOINT_HEALTHY,
     ];
     assert_eq!(described.len(), names.len());

@@ -85,4 +85,4 @@ pub use balance::{Balance, Outcome, Picked};
 pub use body::ProxyBody;
 pub use config::ProxyConfig;
 pub use error::{BoxError, ConfigError, UpstreamOverloaded, UpstreamTimedOut, classify};
-pub use service::{Proxy, ProxyClient, ResponseFuture, Upstream};
+pub use service::{Proxy, ProxyClient, ResponseFuture, UPSTREAM_RETRIES_TOTAL, Upstream};

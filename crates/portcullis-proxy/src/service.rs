@@ -360,12 +360,18 @@ where
         let (Ok(Err(e)), Some((balance, budget)), Some(parts)) = (&sent, &retry, &again) else {
             break sent;
         };
-        if !e.is_connect() || attempts >= config.retries || !budget.withdraw() {
+        if !e.is_connect() || attempts >= config.retries {
+            break sent;
+        }
+        if !budget.withdraw() {
+            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "budget_exhausted").increment(1);
             break sent;
         }
         let Some(next) = balance.pick() else {
+            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "no_endpoint").increment(1);
             break sent;
         };
+        metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "retried").increment(1);
         picked.report(Outcome::ConnectError);
         tracing::debug!(error = %DisplayChain(e), endpoint = %upstream.id, next = %next.upstream.id, "retrying on another endpoint");
         attempts += 1;
@@ -480,6 +486,11 @@ fn retarget(uri: &Uri, upstream: &Upstream) -> Option<Uri> {
         .build()
         .ok()
 }
+
+/// Counter of retries after connect failures, by `outcome`: `retried`,
+/// `budget_exhausted` (the retry budget said no), `no_endpoint` (nothing else to
+/// pick).
+pub const UPSTREAM_RETRIES_TOTAL: &str = "portcullis_upstream_retries_total";
 
 fn empty_body() -> ClientBody {
     http_body_util::Empty::<Bytes>::new()
