@@ -33,6 +33,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Services registered through the admin API.
     pub registry: RegistryConfig,
+    /// Named filter chains that registered services refer to by name
+    /// (`"filters": "<name>"` in their registration).
+    pub filter_sets: BTreeMap<String, Vec<Spanned<FilterConfig>>>,
 }
 
 /// `[registry]`: what registrations may point at, and where they are kept.
@@ -540,63 +543,34 @@ impl Config {
                     "route max_body must be greater than 0".into(),
                 );
             }
-            let auths = r
-                .filters
-                .iter()
-                .filter(|f| matches!(f.get_ref(), FilterConfig::Auth(_)))
-                .count();
-            if auths > 1 {
+            self.check_filters(
+                &r.filters,
+                &format!("route {:?}", r.path.get_ref()),
+                r.path.span(),
+                &identity_headers,
+                &mut at,
+            );
+        }
+        for (name, filters) in &self.filter_sets {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            {
                 at(
-                    r.path.span(),
+                    filters.first().map_or(0..0, Spanned::span),
                     format!(
-                        "route {:?} has {auths} auth filters; one route takes one auth policy",
-                        r.path.get_ref()
+                        "filter set name must be letters, digits, '-', '_' or '.', got {name:?}"
                     ),
                 );
             }
-            for f in &r.filters {
-                let kind = f.get_ref().kind();
-                let mut bad = |reason: String| at(f.span(), format!("filter {kind}: {reason}"));
-                match f.get_ref() {
-                    FilterConfig::Auth(name) if !self.auth.contains_key(name) => {
-                        bad(format!("unknown auth policy {name:?} (no [auth.{name}])"));
-                    }
-                    FilterConfig::RequestHeaders(rules) | FilterConfig::ResponseHeaders(rules) => {
-                        if let Err(errs) = portcullis_headers::HeaderRules::from_config(rules) {
-                            for e in errs {
-                                bad(e.to_string());
-                            }
-                        }
-                        if matches!(f.get_ref(), FilterConfig::RequestHeaders(_)) {
-                            let targets = rules
-                                .rename
-                                .values()
-                                .chain(rules.set.keys())
-                                .chain(rules.add.keys());
-                            for t in targets {
-                                if identity_headers.iter().any(|i| i.eq_ignore_ascii_case(t)) {
-                                    bad(format!(
-                                        "{t:?} is an identity header: only the auth filter sets it"
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                    FilterConfig::DenyHeaders(names) => {
-                        if names.is_empty() {
-                            bad("lists no header".into());
-                        }
-                        if let Err(e) = portcullis_headers::RequestHeadersLayer::deny(names) {
-                            bad(e.to_string());
-                        }
-                    }
-                    FilterConfig::BodyLimit(0) => bad("must be greater than 0".into()),
-                    FilterConfig::Timeout(d) if d.is_zero() => {
-                        bad("must be greater than 0s".into());
-                    }
-                    _ => {}
-                }
-            }
+            self.check_filters(
+                filters,
+                &format!("filter set {name:?}"),
+                filters.first().map_or(0..0, Spanned::span),
+                &identity_headers,
+                &mut at,
+            );
         }
         // Conflicts between routes: on failure, find where each one appears by
         // building the table one route at a time (only on the error path).
@@ -621,6 +595,74 @@ impl Config {
             }
         }
         out
+    }
+}
+
+impl Config {
+    /// Checks one filter chain (a route's or a filter set's): known auth policies,
+    /// valid header rules that leave identity headers alone, sensible limits, one
+    /// auth filter at most.
+    fn check_filters(
+        &self,
+        filters: &[Spanned<FilterConfig>],
+        owner: &str,
+        owner_span: Range<usize>,
+        identity_headers: &[String],
+        at: &mut dyn FnMut(Range<usize>, String),
+    ) {
+        let auths = filters
+            .iter()
+            .filter(|f| matches!(f.get_ref(), FilterConfig::Auth(_)))
+            .count();
+        if auths > 1 {
+            at(
+                owner_span,
+                format!("{owner} has {auths} auth filters; one route takes one auth policy"),
+            );
+        }
+        for f in filters {
+            let kind = f.get_ref().kind();
+            let mut bad = |reason: String| at(f.span(), format!("filter {kind}: {reason}"));
+            match f.get_ref() {
+                FilterConfig::Auth(name) if !self.auth.contains_key(name) => {
+                    bad(format!("unknown auth policy {name:?} (no [auth.{name}])"));
+                }
+                FilterConfig::RequestHeaders(rules) | FilterConfig::ResponseHeaders(rules) => {
+                    if let Err(errs) = portcullis_headers::HeaderRules::from_config(rules) {
+                        for e in errs {
+                            bad(e.to_string());
+                        }
+                    }
+                    if matches!(f.get_ref(), FilterConfig::RequestHeaders(_)) {
+                        let targets = rules
+                            .rename
+                            .values()
+                            .chain(rules.set.keys())
+                            .chain(rules.add.keys());
+                        for t in targets {
+                            if identity_headers.iter().any(|i| i.eq_ignore_ascii_case(t)) {
+                                bad(format!(
+                                    "{t:?} is an identity header: only the auth filter sets it"
+                                ));
+                            }
+                        }
+                    }
+                }
+                FilterConfig::DenyHeaders(names) => {
+                    if names.is_empty() {
+                        bad("lists no header".into());
+                    }
+                    if let Err(e) = portcullis_headers::RequestHeadersLayer::deny(names) {
+                        bad(e.to_string());
+                    }
+                }
+                FilterConfig::BodyLimit(0) => bad("must be greater than 0".into()),
+                FilterConfig::Timeout(d) if d.is_zero() => {
+                    bad("must be greater than 0s".into());
+                }
+                _ => {}
+            }
+        }
     }
 }
 

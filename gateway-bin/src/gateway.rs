@@ -201,10 +201,28 @@ impl RoutesInner {
                         Some(balance) => Proxy::balanced(self.client.clone(), balance),
                         None => Proxy::new(self.client.clone(), Vec::new()),
                     };
+                // The service's filter set from the config, as if its routes
+                // listed those filters. A set that is gone (the config changed)
+                // takes the service's routes out rather than serve them unfiltered.
+                let filters = match &entry.spec.filters {
+                    None => Vec::new(),
+                    Some(set) => match config.filter_sets.get(set) {
+                        Some(f) => f.clone(),
+                        None => {
+                            tracing::error!(service = %name, filter_set = %set, "registered service names an unknown filter set; its routes are not served");
+                            continue;
+                        }
+                    },
+                };
                 for r in &entry.spec.routes {
                     let spec = registered_route_spec(name, r)
                         .map_err(|e| anyhow!("service {name:?}: {e}"))?;
-                    let chain = registered_chain(proxy.clone(), config.server.max_body);
+                    let chain = if filters.is_empty() {
+                        registered_chain(proxy.clone(), config.server.max_body)
+                    } else {
+                        let rc = registered_route_config(name, r, filters.clone());
+                        route_chain(&rc, proxy.clone(), &auth, config.server.max_body)?
+                    };
                     router = router.route(spec, chain);
                 }
             }
@@ -253,6 +271,28 @@ fn registered_route_spec(
         spec = spec.strip_prefix(p)?;
     }
     Ok(spec)
+}
+
+/// A registered route as a config route with `filters`, for [`route_chain`].
+fn registered_route_config(
+    service: &str,
+    r: &portcullis_registry::RouteSpec,
+    filters: Vec<toml::Spanned<FilterConfig>>,
+) -> RouteConfig {
+    use toml::Spanned;
+    RouteConfig {
+        name: None,
+        host: None,
+        path: Spanned::new(0..0, r.path.clone()),
+        methods: None,
+        headers: Vec::new(),
+        service: Spanned::new(0..0, service.to_owned()),
+        strip_prefix: None,
+        rewrite: None,
+        length_required: false,
+        max_body: None,
+        filters,
+    }
 }
 
 /// A registered route's chain: the in-flight gauge, the gateway's body limit and

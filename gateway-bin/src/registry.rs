@@ -265,6 +265,7 @@ impl RunningRegistry {
         )
         .reserved_routes(reserved)
         .routes_view(view)
+        .filter_sets(cfg.filter_sets.keys().cloned().collect())
         .endpoint_health({
             let routes = routes.clone();
             Arc::new(move |service: &str, id: &str| routes.endpoint_health(service, id))

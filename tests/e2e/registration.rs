@@ -519,3 +519,61 @@ async fn connect_failures_are_retried_only_for_requests_that_can_be_sent_again()
         );
     }
 }
+
+/// A registered service names a filter set of the config: its routes go through
+/// those filters (here API-key auth); an unknown set is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_services_use_named_filter_sets() {
+    let origin = named_origin("secured").await;
+    let state = TempDir::new();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nstate_dir = {:?}\n\n\
+         [auth.keys]\ntype = \"api_key\"\nheader = \"x-api-key\"\nidentity_header = \"x-identity\"\n\
+         keys = [ {{ identity = \"acme\", sha256 = \"{}\" }} ]\n\n\
+         [[filter_sets.protected]]\nauth = \"keys\"\n\
+         [[filter_sets.protected]]\nresponse_headers = {{ add = {{ \"x-filtered\" = \"yes\" }} }}\n",
+        state.0.display().to_string(),
+        crate::auth::sha256_hex("k-1"),
+    );
+    let gw = Gateway::run_file_with_env(
+        TempDir::new(),
+        &text,
+        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+
+    let bad = json!({ "routes": [ { "path": "/s/" } ], "filters": "nope" }).to_string();
+    let res = api(&gw, "PUT", "/api/v1/services/s", Some(TOKEN), Some(&bad)).await;
+    assert_eq!(res.status, 400, "{}", res.dump());
+    assert_eq!(res.cause(), Some("invalid_registration"), "{}", res.dump());
+
+    let body = json!({ "routes": [ { "path": "/s/" } ], "filters": "protected" }).to_string();
+    let res = api(&gw, "PUT", "/api/v1/services/s", Some(TOKEN), Some(&body)).await;
+    assert_eq!(res.status, 201, "{}", res.dump());
+    assert_eq!(
+        put_endpoint(&gw, "s", "e", &origin.url(), "1h")
+            .await
+            .status,
+        201
+    );
+
+    let res = until_status(&gw, "/s/x", 401, Duration::from_secs(1)).await;
+    assert_eq!(res.status, 401, "{}", res.dump());
+    assert_eq!(res.cause(), Some("missing_credentials"));
+    assert_eq!(res.head.get_all("x-filtered"), ["yes"], "{}", res.dump());
+    let req = "GET /s/x HTTP/1.1\r\nHost: t.local\r\nx-api-key: k-1\r\n\r\n";
+    let res = exchange(&gw, req.as_bytes()).await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    let rec = origin.only_record().await;
+    assert_eq!(
+        rec.head.get_all("x-identity"),
+        ["acme"],
+        "{}",
+        rec.head.text()
+    );
+    assert!(
+        rec.head.get_all("x-api-key").is_empty(),
+        "{}",
+        rec.head.text()
+    );
+}

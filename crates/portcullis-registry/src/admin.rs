@@ -130,6 +130,7 @@ pub struct AdminApi {
     token: AdminToken,
     service_tokens: Vec<(String, AdminToken)>,
     reserved: Vec<ReservedRoute>,
+    filter_sets: Option<Vec<String>>,
     reload: Option<ReloadHook>,
     routes_view: Option<RoutesView>,
     endpoint_health: Option<EndpointHealthView>,
@@ -261,6 +262,7 @@ impl AdminApi {
             token,
             service_tokens: Vec::new(),
             reserved: Vec::new(),
+            filter_sets: None,
             reload: None,
             routes_view: None,
             endpoint_health: None,
@@ -284,6 +286,15 @@ impl AdminApi {
     #[must_use]
     pub fn reserved_routes(mut self, routes: Vec<ReservedRoute>) -> Self {
         self.reserved = routes;
+        self
+    }
+
+    /// The filter sets a service may name in its `filters` field; any other name
+    /// is 400 `invalid_registration`. Default: any name is accepted (the embedder
+    /// checks).
+    #[must_use]
+    pub fn filter_sets(mut self, names: Vec<String>) -> Self {
+        self.filter_sets = Some(names);
         self
     }
 
@@ -402,6 +413,18 @@ impl AdminApi {
     }
 
     fn check_reserved(&self, name: &str, spec: &ServiceSpec) -> Result<(), ApiError> {
+        if let (Some(set), Some(known)) = (&spec.filters, &self.filter_sets) {
+            if !known.iter().any(|k| k == set) {
+                return Err(ApiError::invalid(format!(
+                    "filters: no filter set {set:?} in the gateway's config (known: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+        }
         if let Some(r) = self.reserved.iter().find(|r| r.owner == name) {
             return Err(ApiError::conflict(
                 format!("service name {name:?} belongs to a static config service"),

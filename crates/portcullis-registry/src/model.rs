@@ -17,6 +17,11 @@ pub struct ServiceSpec {
     /// How requests are spread over the endpoints. Default: `round_robin`.
     #[serde(default)]
     pub balancer: Balancer,
+    /// The name of a filter set of the gateway's config (`[[filter_sets.<name>]]`:
+    /// auth, header rewrites, limits, timeouts) that every route of the service
+    /// goes through. Default: none (no filters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<String>,
 }
 
 /// One route of a service, as registered.
@@ -176,6 +181,7 @@ impl ServiceSpec {
             routes,
             health: None,
             balancer: Balancer::RoundRobin,
+            filters: None,
         }
     }
 }
