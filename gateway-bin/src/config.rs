@@ -58,6 +58,9 @@ pub struct RegistryConfig {
     /// Full reload from Redis at this period, besides change notices. Default: 10s.
     #[serde(with = "duration_str")]
     pub redis_resync: Duration,
+    /// Tokens that may register only one service (its endpoints, heartbeats and
+    /// deregistration), by service name; at least 16 characters each. Default: none.
+    pub service_tokens: BTreeMap<String, portcullis_auth::Secret>,
 }
 
 impl Default for RegistryConfig {
@@ -69,6 +72,7 @@ impl Default for RegistryConfig {
             redis_prefix: "portcullis:".to_owned(),
             redis_timeout: Duration::from_millis(500),
             redis_resync: Duration::from_secs(10),
+            service_tokens: BTreeMap::new(),
         }
     }
 }
@@ -502,6 +506,14 @@ impl Config {
                 at(
                     url.span(),
                     format!("registry.redis must be a redis:// URL, got {u:?}"),
+                );
+            }
+        }
+        for (service, token) in &self.registry.service_tokens {
+            if token.expose().trim().len() < 16 {
+                at(
+                    0..0,
+                    format!("registry.service_tokens.{service} must be at least 16 characters"),
                 );
             }
         }

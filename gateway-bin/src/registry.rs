@@ -266,6 +266,13 @@ impl RunningRegistry {
         .reserved_routes(reserved)
         .routes_view(view)
         .filter_sets(cfg.filter_sets.keys().cloned().collect())
+        .service_tokens(
+            cfg.registry
+                .service_tokens
+                .iter()
+                .map(|(s, t)| (s.clone(), AdminToken::new(t.expose().trim())))
+                .collect(),
+        )
         .endpoint_health({
             let routes = routes.clone();
             Arc::new(move |service: &str, id: &str| routes.endpoint_health(service, id))

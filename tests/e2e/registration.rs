@@ -577,3 +577,52 @@ async fn registered_services_use_named_filter_sets() {
         rec.head.text()
     );
 }
+
+/// A service token registers its own service's endpoints, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_token_may_only_register_its_service() {
+    let origin = named_origin("own").await;
+    let state = TempDir::new();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nstate_dir = {:?}\n\n\
+         [registry]\nservice_tokens = {{ own = \"own-service-token-123\" }}\n",
+        state.0.display().to_string(),
+    );
+    let gw = Gateway::run_file_with_env(
+        TempDir::new(),
+        &text,
+        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    assert_eq!(put_service(&gw, "own", "/own/").await.status, 201);
+    assert_eq!(put_service(&gw, "other", "/other/").await.status, 201);
+    let ep = json!({ "url": origin.url(), "ttl": "1h" }).to_string();
+    let own = "own-service-token-123";
+    let res = api(
+        &gw,
+        "PUT",
+        "/api/v1/services/own/endpoints/e",
+        Some(own),
+        Some(&ep),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{}", res.dump());
+    let res = api(
+        &gw,
+        "PUT",
+        "/api/v1/services/other/endpoints/e",
+        Some(own),
+        Some(&ep),
+    )
+    .await;
+    assert_eq!(res.status, 403, "{}", res.dump());
+    assert_eq!(res.cause(), Some("bad_credentials"), "{}", res.dump());
+    let res = api(&gw, "DELETE", "/api/v1/services/other", Some(own), None).await;
+    assert_eq!(res.status, 403, "{}", res.dump());
+    assert_eq!(
+        until_status(&gw, "/own/x", 200, Duration::from_secs(1))
+            .await
+            .status,
+        200
+    );
+}
