@@ -149,7 +149,14 @@ impl Routes {
     ///
     /// A change that leaves every service's routes, settings and live endpoints as
     /// they were (a heartbeat renewing a lease) keeps the current table.
-    pub fn rebuild(&self, snapshot: &Snapshot, now_ms: u64) -> anyhow::Result<()> {
+    /// `resolved` holds the addresses of endpoint host names (see
+    /// [`crate::registry::resolve`]), for health probes.
+    pub fn rebuild(
+        &self,
+        snapshot: &Snapshot,
+        now_ms: u64,
+        resolved: &crate::services::Resolved,
+    ) -> anyhow::Result<()> {
         let fp = fingerprint(snapshot, now_ms);
         let mut last = match self.inner.fingerprint.lock() {
             Ok(l) => l,
@@ -158,7 +165,7 @@ impl Routes {
         if *last == Some(fp) {
             return Ok(());
         }
-        let table = self.inner.build(Some((snapshot, now_ms)))?;
+        let table = self.inner.build(Some((snapshot, now_ms, resolved)))?;
         self.inner.table.store(Arc::new(table));
         *last = Some(fp);
         Ok(())
@@ -166,7 +173,10 @@ impl Routes {
 }
 
 impl RoutesInner {
-    fn build(&self, registered: Option<(&Snapshot, u64)>) -> anyhow::Result<Router<RouteService>> {
+    fn build(
+        &self,
+        registered: Option<(&Snapshot, u64, &crate::services::Resolved)>,
+    ) -> anyhow::Result<Router<RouteService>> {
         let config = &self.config;
         let mut router = Router::builder();
         let auth: BTreeMap<&str, AuthLayer> = self
@@ -187,20 +197,21 @@ impl RoutesInner {
             let chain = route_chain(r, proxy, &auth, config.server.max_body)?;
             router = router.route(spec, chain);
         }
-        if let Some((snapshot, now)) = registered {
+        if let Some((snapshot, now, resolved)) = registered {
             for (name, entry) in snapshot.services() {
                 if self.proxies.contains_key(name) {
                     // The config file wins on a name clash (logged at restore).
                     continue;
                 }
-                let proxy =
-                    match self
-                        .services
-                        .apply(name, entry, snapshot.live_endpoints(name, now))
-                    {
-                        Some(balance) => Proxy::balanced(self.client.clone(), balance),
-                        None => Proxy::new(self.client.clone(), Vec::new()),
-                    };
+                let proxy = match self.services.apply(
+                    name,
+                    entry,
+                    snapshot.live_endpoints(name, now),
+                    resolved,
+                ) {
+                    Some(balance) => Proxy::balanced(self.client.clone(), balance),
+                    None => Proxy::new(self.client.clone(), Vec::new()),
+                };
                 // The service's filter set from the config, as if its routes
                 // listed those filters. A set that is gone (the config changed)
                 // takes the service's routes out rather than serve them unfiltered.
@@ -227,7 +238,7 @@ impl RoutesInner {
                 }
             }
         }
-        if let Some((snapshot, _)) = registered {
+        if let Some((snapshot, _, _)) = registered {
             self.services.retain(&|name| {
                 snapshot.service(name).is_some() && !self.proxies.contains_key(name)
             });

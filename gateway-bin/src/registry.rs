@@ -108,8 +108,10 @@ pub async fn start(
         }
         Err(e) => return Err(anyhow::Error::new(e).context("loading the registry state")),
     }
+    let snapshot = registry.snapshot();
+    let now = now_unix_ms();
     routes
-        .rebuild(&registry.snapshot(), now_unix_ms())
+        .rebuild(&snapshot, now, &resolve(&snapshot, now).await)
         .context("routes of the stored registrations")?;
 
     let mut tasks = Vec::new();
@@ -118,7 +120,10 @@ pub async fn start(
     let (reg, rts) = (registry.clone(), routes.clone());
     tasks.push(tokio::spawn(async move {
         while changes.changed().await.is_ok() {
-            if let Err(error) = rts.rebuild(&reg.snapshot(), now_unix_ms()) {
+            let snapshot = reg.snapshot();
+            let now = now_unix_ms();
+            let resolved = resolve(&snapshot, now).await;
+            if let Err(error) = rts.rebuild(&snapshot, now, &resolved) {
                 tracing::error!(error = %format!("{error:#}"), "route table not rebuilt; the previous one keeps serving");
             }
         }
@@ -179,6 +184,40 @@ pub async fn start(
         redis,
         tasks,
     })
+}
+
+/// How long resolving one endpoint host name may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Resolves the host names (not IP literals) of every live endpoint, for health
+/// probes: asynchronously, each bounded by [`RESOLVE_TIMEOUT`], so that a rebuild
+/// never blocks a runtime thread on DNS. A name that does not resolve is left
+/// out (its endpoint is then not probed, and logged).
+pub async fn resolve(
+    snapshot: &portcullis_registry::Snapshot,
+    now: u64,
+) -> crate::services::Resolved {
+    let mut out = crate::services::Resolved::new();
+    for name in snapshot.services().keys() {
+        for (_, ep) in snapshot.live_endpoints(name, now) {
+            let Ok(upstream) = portcullis_proxy::Upstream::parse(&ep.spec.url) else {
+                continue;
+            };
+            let authority = upstream.authority();
+            if authority.parse::<SocketAddr>().is_ok() || out.contains_key(authority) {
+                continue;
+            }
+            let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(authority))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|mut addrs| addrs.next());
+            if let Some(addr) = found {
+                out.insert(authority.to_owned(), addr);
+            }
+        }
+    }
+    out
 }
 
 impl RunningRegistry {

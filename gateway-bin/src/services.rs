@@ -3,7 +3,7 @@
 //! that a heartbeat or another service's change does not reset health state.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use portcullis_health::{EndpointStatus, HealthCheckConfig, HealthChecker, PassiveHealthConfig};
@@ -83,13 +83,17 @@ fn active_config(spec: &HealthSpec) -> HealthCheckConfig {
     }
 }
 
+/// Addresses of endpoint host names, resolved before a rebuild (asynchronously,
+/// off the request path): rebuilding never blocks on DNS.
+pub type Resolved = HashMap<String, SocketAddr>;
+
 /// The socket address to probe and the Host to send, from `http://host:port`.
-fn probe_target(upstream: &Upstream) -> Option<(SocketAddr, String)> {
+fn probe_target(upstream: &Upstream, resolved: &Resolved) -> Option<(SocketAddr, String)> {
     let authority = upstream.authority();
     let addr = authority
         .parse::<SocketAddr>()
         .ok()
-        .or_else(|| authority.to_socket_addrs().ok()?.next())?;
+        .or_else(|| resolved.get(authority).copied())?;
     Some((addr, authority.to_owned()))
 }
 
@@ -102,6 +106,7 @@ impl Services {
         name: &str,
         entry: &ServiceEntry,
         live: impl Iterator<Item = (&'a str, &'a portcullis_registry::Endpoint)>,
+        resolved: &Resolved,
     ) -> Option<Arc<ServiceBalance>> {
         let mut runtimes = match self.runtimes.lock() {
             Ok(r) => r,
@@ -147,7 +152,7 @@ impl Services {
                     continue;
                 }
             };
-            let status = match probe_target(&upstream) {
+            let status = match probe_target(&upstream, resolved) {
                 Some((addr, host)) => rt.checker.add(id, addr, host),
                 None => {
                     tracing::warn!(service = %name, endpoint = %id, "endpoint address does not resolve; not probed");

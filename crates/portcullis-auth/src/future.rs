@@ -99,7 +99,10 @@ where
 {
     type Output = Result<Response<ResponseBody<ResBody>>, E>;
 
-    #[allow(clippy::expect_used)] // polled after completion: a caller bug
+    // The one `expect` below is unreachable from any client or upstream input:
+    // `res` is `Some` until the `Rejected` branch returns `Ready` once, so only a
+    // caller polling a completed future (a bug in the caller) finds it empty.
+    #[allow(clippy::expect_used)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
