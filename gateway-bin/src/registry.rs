@@ -190,7 +190,7 @@ pub async fn start(
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Resolves the host names (not IP literals) of every live endpoint, for health
-/// probes: asynchronously, each bounded by [`RESOLVE_TIMEOUT`], so that a rebuild
+/// probes: asynchronously, each bounded by a 1 s timeout, so that a rebuild
 /// never blocks a runtime thread on DNS. A name that does not resolve is left
 /// out (its endpoint is then not probed, and logged).
 pub async fn resolve(
