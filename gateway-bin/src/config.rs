@@ -225,6 +225,10 @@ pub enum FilterConfig {
     Timeout(#[serde(with = "duration_str")] Duration),
     /// The whole exchange with the upstream on this route, response body included.
     RequestTimeout(#[serde(with = "duration_str")] Duration),
+    /// Which failures of idempotent requests without a body are sent again to
+    /// another endpoint (`{ on = ["gateway_error", "timeout"], attempts = 2 }`);
+    /// connect failures are retried on every route.
+    Retry(portcullis_proxy::RetryPolicy),
 }
 
 impl FilterConfig {
@@ -239,6 +243,7 @@ impl FilterConfig {
             FilterConfig::LengthRequired(_) => "length_required",
             FilterConfig::Timeout(_) => "timeout",
             FilterConfig::RequestTimeout(_) => "request_timeout",
+            FilterConfig::Retry(_) => "retry",
         }
     }
 }
@@ -672,6 +677,20 @@ impl Config {
                 FilterConfig::Timeout(d) if d.is_zero() => {
                     bad("must be greater than 0s".into());
                 }
+                FilterConfig::Retry(p) => {
+                    if let Some(n) = p.attempts.filter(|n| *n > portcullis_proxy::MAX_RETRIES) {
+                        bad(format!(
+                            "attempts = {n} is more than {}",
+                            portcullis_proxy::MAX_RETRIES
+                        ));
+                    }
+                    if p.on.is_empty() {
+                        bad(
+                            "lists no condition in `on` (connect failures are always retried)"
+                                .into(),
+                        );
+                    }
+                }
                 _ => {}
             }
         }
@@ -785,6 +804,39 @@ request_headers = { rename = { \"x-user\" = \"X-Identity\" } }
         assert!(errs[0].reason.contains("2 auth filters"), "{errs:?}");
         assert_eq!(errs[1].line, Some(18), "{errs:?}");
         assert!(errs[1].reason.contains("identity header"), "{errs:?}");
+    }
+
+    #[test]
+    fn retry_policies_are_checked() {
+        let text = "\
+[[services]]
+name = \"a\"
+endpoints = [\"http://127.0.0.1:1\"]
+
+[[routes]]
+path = \"/a\"
+service = \"a\"
+[[routes.filters]]
+retry = { on = [\"gateway_error\"], attempts = 11 }
+[[routes.filters]]
+retry = { on = [] }
+";
+        let errs = parse(text).unwrap_err();
+        let lines: Vec<_> = errs.iter().map(|m| m.line).collect();
+        assert_eq!(lines, [Some(8), Some(10)], "{errs:?}");
+        assert!(
+            errs[0].reason.contains("attempts = 11 is more than 10"),
+            "{errs:?}"
+        );
+        assert!(errs[1].reason.contains("lists no condition"), "{errs:?}");
+        let errs = parse(&text.replace("on = []", "on = [\"teapot\"]")).unwrap_err();
+        assert_eq!(errs[0].line, Some(11), "{errs:?}");
+        assert!(
+            errs[0].reason.contains("unknown variant `teapot`"),
+            "{errs:?}"
+        );
+        let ok = "[[services]]\nname = \"a\"\nendpoints = [\"http://127.0.0.1:1\"]\n[[routes]]\nservice = \"a\"\n[[routes.filters]]\nretry = { on = [\"5xx\", \"timeout\", \"reset\", \"connect_failure\"] }\n";
+        assert!(parse(ok).is_ok());
     }
 
     #[test]

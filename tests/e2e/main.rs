@@ -28,6 +28,7 @@ mod metrics;
 mod paths;
 mod registration;
 mod responses;
+mod retries;
 mod routing;
 mod shutdown;
 mod startup;

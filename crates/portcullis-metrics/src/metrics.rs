@@ -110,7 +110,7 @@ pub fn describe() {
     describe_counter!(
         UPSTREAM_RETRIES_TOTAL,
         Unit::Count,
-        "Retries after upstream connect failures, by outcome."
+        "Requests sent again to another endpoint, by outcome (retried, budget_exhausted, no_endpoint) and reason (connect_failure, status, timeout, reset)."
     );
     describe_gauge!(
         ENDPOINT_HEALTHY,

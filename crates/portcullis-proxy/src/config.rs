@@ -46,8 +46,9 @@ pub struct ProxyConfig {
     /// syscalls for uploads). Default: 417792 (hyper's default).
     pub max_response_header_bytes: usize,
     /// Times a request without a body is sent to another endpoint when its
-    /// endpoint cannot be connected to (it was never written), with a balanced
-    /// proxy (registered services). Default: 2.
+    /// endpoint cannot be connected to (it was never written), and the default
+    /// number of retries of a route's [`RetryPolicy`](crate::RetryPolicy).
+    /// At most 10. Default: 2.
     pub retries: u32,
     /// Retries allowed as a share of requests, in percent (plus a reserve of 10),
     /// so that retries cannot multiply an outage. Default: 20.

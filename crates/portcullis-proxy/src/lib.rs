@@ -52,6 +52,11 @@
 //!   [`SelectedEndpoint`](portcullis_core::SelectedEndpoint) in the response
 //!   extensions. An upstream that dies mid-body makes the response body fail, so
 //!   the server aborts the client's response instead of ending it cleanly.
+//! - **Retries only where safe (R13).** A request without a body whose upstream
+//!   could not be connected to goes to the next pick; a route's [`RetryPolicy`]
+//!   ([`Proxy::retry`]) adds 5xx, timeouts and resets for idempotent methods
+//!   without a body. Never after response bytes reached the client, never with a
+//!   body, and within a retry budget.
 //! - **Upgrades (R15).** A request that still carries `Upgrade` (put a hop-by-hop
 //!   layer in front: it keeps `Upgrade` only on real upgrades) is tunnelled as raw
 //!   bytes once the upstream answered 101; the server does not read past the
@@ -78,6 +83,7 @@ mod config;
 mod connector;
 pub mod duration_str;
 mod error;
+mod retry;
 mod service;
 mod tunnel;
 
@@ -85,4 +91,5 @@ pub use balance::{Balance, Outcome, Picked};
 pub use body::ProxyBody;
 pub use config::ProxyConfig;
 pub use error::{BoxError, ConfigError, UpstreamOverloaded, UpstreamTimedOut, classify};
+pub use retry::{MAX_RETRIES, RetryOn, RetryPolicy};
 pub use service::{Proxy, ProxyClient, ResponseFuture, UPSTREAM_RETRIES_TOTAL, Upstream};

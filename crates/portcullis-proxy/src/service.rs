@@ -26,6 +26,7 @@ use crate::balance::{Balance, Outcome, Picked};
 use crate::body::ProxyBody;
 use crate::connector::CappedConnector;
 use crate::error::{BoxError, ConfigError, UpstreamTimedOut, classify};
+use crate::retry::{Conditions, Failure, RetryBudget, RetryPolicy};
 use crate::{ProxyConfig, tunnel};
 
 type ClientBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -60,10 +61,28 @@ pub struct Upstream {
 pub struct Proxy {
     client: ProxyClient,
     upstreams: Arc<[Upstream]>,
-    next: Arc<AtomicUsize>,
-    balance: Option<Arc<dyn Balance>>,
+    balance: Arc<dyn Balance>,
     budget: Arc<RetryBudget>,
     timeouts: Timeouts,
+    retry: Conditions,
+}
+
+/// The balancer of [`Proxy::new`]: each upstream in turn.
+#[derive(Debug)]
+struct RoundRobin {
+    upstreams: Arc<[Upstream]>,
+    next: AtomicUsize,
+}
+
+impl Balance for RoundRobin {
+    fn pick(&self) -> Option<Picked> {
+        let n = self.upstreams.len();
+        if n == 0 {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        self.upstreams.get(i).cloned().map(Picked::new)
+    }
 }
 
 /// Per-proxy overrides of the client's timeouts (a route's own timeouts).
@@ -161,15 +180,17 @@ impl Upstream {
 
 impl Proxy {
     /// A proxy to these upstreams, balanced round robin.
+    ///
+    /// Retries as for [`Proxy::balanced`].
     pub fn new(client: ProxyClient, upstreams: Vec<Upstream>) -> Self {
-        Self {
-            client,
-            upstreams: upstreams.into(),
-            next: Arc::new(AtomicUsize::new(0)),
-            balance: None,
-            budget: Arc::new(RetryBudget::new(0)),
-            timeouts: Timeouts::default(),
-        }
+        let upstreams: Arc<[Upstream]> = upstreams.into();
+        let balance = Arc::new(RoundRobin {
+            upstreams: upstreams.clone(),
+            next: AtomicUsize::new(0),
+        });
+        let mut proxy = Self::balanced(client, balance);
+        proxy.upstreams = upstreams;
+        proxy
     }
 
     /// A proxy whose upstream `balance` picks for each request, and hears how each
@@ -177,17 +198,26 @@ impl Proxy {
     ///
     /// A request without a body whose upstream cannot be connected to is sent to
     /// another pick, at most `retries` times and within the retry budget
-    /// (`retry_budget_percent` of requests), see [`ProxyConfig`].
+    /// (`retry_budget_percent` of requests), see [`ProxyConfig`]; more failures are
+    /// retried as a [`RetryPolicy`] set with [`Proxy::retry`] allows.
     pub fn balanced(client: ProxyClient, balance: Arc<dyn Balance>) -> Self {
         let budget = Arc::new(RetryBudget::new(client.inner.config.retry_budget_percent));
         Self {
             budget,
             client,
             upstreams: Arc::from(Vec::new()),
-            next: Arc::new(AtomicUsize::new(0)),
-            balance: Some(balance),
+            balance,
             timeouts: Timeouts::default(),
+            retry: Conditions::default(),
         }
+    }
+
+    /// Retries the failures `policy` lists, where that is safe (see
+    /// [`RetryPolicy`]). Clones share the balancer and the retry budget.
+    #[must_use]
+    pub fn retry(mut self, policy: &RetryPolicy) -> Self {
+        self.retry = Conditions::new(policy);
+        self
     }
 
     /// Overrides the client's `response_header_timeout` for requests through this
@@ -212,16 +242,8 @@ impl Proxy {
     }
 
     fn pick(&self) -> Option<Picked> {
-        if let Some(b) = &self.balance {
-            self.budget.deposit();
-            return b.pick();
-        }
-        let n = self.upstreams.len();
-        if n == 0 {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        self.upstreams.get(i).cloned().map(Picked::new)
+        self.budget.deposit();
+        self.balance.pick()
     }
 }
 
@@ -241,7 +263,11 @@ where
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
         let upstream = self.pick();
         let client = self.client.clone();
-        let retry = self.balance.clone().map(|b| (b, self.budget.clone()));
+        let retry = Retry {
+            balance: self.balance.clone(),
+            budget: self.budget.clone(),
+            conditions: self.retry,
+        };
         ResponseFuture {
             inner: Box::pin(forward(client, upstream, retry, self.timeouts, req)),
         }
@@ -251,7 +277,7 @@ where
 async fn forward<B>(
     client: ProxyClient,
     picked: Option<Picked>,
-    retry: Option<(Arc<dyn Balance>, Arc<RetryBudget>)>,
+    retry: Retry,
     timeouts: Timeouts,
     mut req: Request<B>,
 ) -> Result<Response<ProxyBody>, Infallible>
@@ -334,10 +360,13 @@ where
         .and_then(|_| parts.extensions.remove::<ConnectionSlot>());
     parts.extensions = http::Extensions::new();
     // A request with no body can be sent again to another endpoint when the first
-    // could not be connected to: it was provably never written (R13).
-    let retry =
-        retry.filter(|_| client_upgrade.is_none() && body.is_end_stream() && config.retries > 0);
-    let mut again = retry.as_ref().map(|_| parts.clone());
+    // could not be connected to (it was provably never written), and, when the
+    // route's policy says so and its method is idempotent, after a failure the
+    // policy lists (R13). A request with a body is never sent twice.
+    let replayable = client_upgrade.is_none() && body.is_end_stream();
+    let max_retries = retry.conditions.attempts.unwrap_or(config.retries);
+    let idempotent = crate::retry::idempotent(&parts.method);
+    let again = (replayable && max_retries > 0).then(|| parts.clone());
     let body = body.map_err(Into::into).boxed_unsync();
     let mut upstream_req = Request::from_parts(parts, body);
     let mut upstream = upstream;
@@ -346,51 +375,95 @@ where
 
     let request_timeout = timeouts.request.unwrap_or(config.request_timeout);
     let overall = (!request_timeout.is_zero()).then(|| start + request_timeout);
-    let header_deadline = {
-        let d = start
-            + timeouts
-                .response_header
-                .unwrap_or(config.response_header_timeout);
+    let header_timeout = timeouts
+        .response_header
+        .unwrap_or(config.response_header_timeout);
+    let mut header_deadline = {
+        let d = start + header_timeout;
         overall.map_or(d, |o| o.min(d))
     };
     let res = loop {
         let sent =
             tokio::time::timeout_at(header_deadline, client.inner.client.request(upstream_req))
                 .await;
-        let (Ok(Err(e)), Some((balance, budget)), Some(parts)) = (&sent, &retry, &again) else {
+        let Some(parts) = &again else {
             break sent;
         };
-        if !e.is_connect() || attempts >= config.retries {
+        let failure = match &sent {
+            Ok(Ok(res)) if retry.conditions.retries_status(res.status()) => {
+                Failure::Status(res.status())
+            }
+            Ok(Ok(_)) => break sent,
+            Ok(Err(e)) if e.is_connect() => Failure::Connect,
+            Ok(Err(e)) if classify(e) == Cause::UpstreamUnreachable => Failure::Reset,
+            Ok(Err(_)) => break sent,
+            Err(_) => Failure::Timeout,
+        };
+        if !retry.conditions.allows(failure, idempotent) || attempts >= max_retries {
             break sent;
         }
-        if !budget.withdraw() {
-            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "budget_exhausted").increment(1);
+        // A try needs time left: each its own response-header timeout when the
+        // policy retries timeouts, else what is left of the first one's.
+        let now = Instant::now();
+        let next_deadline = if retry.conditions.per_try_timeout() {
+            let d = now + header_timeout;
+            overall.map_or(d, |o| o.min(d))
+        } else {
+            header_deadline
+        };
+        if next_deadline <= now {
             break sent;
         }
-        let Some(next) = balance.pick() else {
-            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "no_endpoint").increment(1);
+        let reason = failure.reason();
+        if !retry.budget.withdraw() {
+            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "budget_exhausted", "reason" => reason).increment(1);
+            break sent;
+        }
+        let Some(next) = pick_other(&*retry.balance, &upstream) else {
+            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "no_endpoint", "reason" => reason).increment(1);
             break sent;
         };
-        metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "retried").increment(1);
-        picked.report(Outcome::ConnectError);
-        tracing::debug!(error = %DisplayChain(e), endpoint = %upstream.id, next = %next.upstream.id, "retrying on another endpoint");
+        metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "retried", "reason" => reason)
+            .increment(1);
+        picked.report(match failure {
+            Failure::Connect => Outcome::ConnectError,
+            Failure::Timeout => Outcome::Timeout,
+            Failure::Status(_) | Failure::Reset => Outcome::ServerError,
+        });
+        match &sent {
+            Ok(Ok(res)) => {
+                tracing::debug!(status = res.status().as_u16(), endpoint = %upstream.id, next = %next.upstream.id, "retrying on another endpoint")
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %DisplayChain(e), endpoint = %upstream.id, next = %next.upstream.id, "retrying on another endpoint")
+            }
+            Err(_) => {
+                tracing::debug!(error = "response headers timed out", endpoint = %upstream.id, next = %next.upstream.id, "retrying on another endpoint")
+            }
+        }
+        // The failed try's response (if any) is dropped here, unread: nothing of
+        // it reached the client, and its connection is closed, not pooled.
+        drop(sent);
         attempts += 1;
+        header_deadline = next_deadline;
         picked = next;
         upstream = picked.upstream.clone();
         endpoint = SelectedEndpoint {
             id: upstream.id.clone(),
         };
         let mut p = parts.clone();
-        match retarget(&p.uri, &upstream) {
-            Some(uri) => p.uri = uri,
-            None => break sent,
-        }
+        let Some(uri) = retarget(&p.uri, &upstream) else {
+            return Ok(error(
+                err_ctx_with(&err_ctx, Cause::BadRequest),
+                Some(endpoint),
+            ));
+        };
+        p.uri = uri;
         if config.set_upstream_host {
             if let Ok(v) = HeaderValue::from_str(upstream.authority.as_str()) {
                 p.headers.insert(HOST, v);
             }
         }
-        again = Some(p.clone());
         upstream_req = Request::from_parts(p, empty_body());
     };
     let res = match res {
@@ -473,6 +546,26 @@ fn err_ctx_with(ctx: &ErrorContext, cause: Cause) -> ErrorResponse {
     }
 }
 
+/// What a request needs to be retried.
+struct Retry {
+    balance: Arc<dyn Balance>,
+    budget: Arc<RetryBudget>,
+    conditions: Conditions,
+}
+
+/// The next pick, preferring an upstream other than `failed` (one more pick is
+/// tried when the first is the same; with one upstream, it is retried).
+fn pick_other(balance: &dyn Balance, failed: &Upstream) -> Option<Picked> {
+    let first = balance.pick()?;
+    if first.upstream != *failed {
+        return Some(first);
+    }
+    match balance.pick() {
+        Some(second) if second.upstream != *failed => Some(second),
+        _ => Some(first),
+    }
+}
+
 /// The same path and query on another upstream.
 fn retarget(uri: &Uri, upstream: &Upstream) -> Option<Uri> {
     let pq = uri
@@ -487,54 +580,15 @@ fn retarget(uri: &Uri, upstream: &Upstream) -> Option<Uri> {
         .ok()
 }
 
-/// Counter of retries after connect failures, by `outcome`: `retried`,
-/// `budget_exhausted` (the retry budget said no), `no_endpoint` (nothing else to
-/// pick).
+/// Counter of retries, by `outcome` — `retried`, `budget_exhausted` (the retry
+/// budget said no), `no_endpoint` (nothing else to pick) — and `reason`:
+/// `connect_failure`, `status`, `timeout`, `reset`.
 pub const UPSTREAM_RETRIES_TOTAL: &str = "portcullis_upstream_retries_total";
 
 fn empty_body() -> ClientBody {
     http_body_util::Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed_unsync()
-}
-
-/// Retries allowed as a share of requests: every request deposits `percent`
-/// hundredths of a retry, every retry withdraws one, and the balance holds at
-/// most [`RetryBudget::RESERVE`] retries — so retries cannot multiply an outage.
-#[derive(Debug)]
-pub(crate) struct RetryBudget {
-    /// In hundredths of a retry.
-    balance: std::sync::atomic::AtomicI64,
-    percent: i64,
-}
-
-impl RetryBudget {
-    /// Retries that can be spent at once, and the starting balance.
-    const RESERVE: i64 = 10;
-
-    pub(crate) fn new(percent: u32) -> Self {
-        Self {
-            balance: std::sync::atomic::AtomicI64::new(Self::RESERVE * 100),
-            percent: i64::from(percent),
-        }
-    }
-
-    pub(crate) fn deposit(&self) {
-        let cap = Self::RESERVE * 100;
-        let _ = self
-            .balance
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                Some((b + self.percent).min(cap))
-            });
-    }
-
-    pub(crate) fn withdraw(&self) -> bool {
-        self.balance
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                (b >= 100).then_some(b - 100)
-            })
-            .is_ok()
-    }
 }
 
 /// Records how long the upstream took before failing.
