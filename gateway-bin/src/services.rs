@@ -73,13 +73,17 @@ impl std::fmt::Debug for Services {
 }
 
 fn active_config(spec: &HealthSpec) -> HealthCheckConfig {
+    let default = HealthCheckConfig::default();
     HealthCheckConfig {
         path: spec.path.clone(),
+        method: spec.method.clone().unwrap_or(default.method.clone()),
         interval: spec.interval,
         timeout: spec.timeout,
         expected_status: spec.expected_status.clone(),
         headers: spec.headers.clone(),
-        ..HealthCheckConfig::default()
+        rise: spec.rise.unwrap_or(default.rise),
+        fall: spec.fall.unwrap_or(default.fall),
+        ..default
     }
 }
 

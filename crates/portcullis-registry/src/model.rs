@@ -58,6 +58,15 @@ pub struct HealthSpec {
     pub expected_status: Vec<u16>,
     /// Headers sent with each probe. Default: none.
     pub headers: BTreeMap<String, String>,
+    /// The probe's method. Default: `GET`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Consecutive passes that bring an unhealthy endpoint back, 1..=100. Default: 2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u32>,
+    /// Consecutive failures that take a healthy endpoint out, 1..=100. Default: 3.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u32>,
 }
 
 /// The balancing algorithm of a service (R13).
@@ -126,6 +135,9 @@ impl Default for HealthSpec {
             timeout: Duration::from_secs(1),
             expected_status: vec![200],
             headers: BTreeMap::new(),
+            method: None,
+            rise: None,
+            fall: None,
         }
     }
 }

@@ -230,6 +230,20 @@ fn validate_health(h: &HealthSpec) -> Result<(), RegistrationError> {
             "health.expected_status must list 1 to 32 statuses in 100..=599",
         ));
     }
+    if let Some(m) = &h.method {
+        let ok = http::Method::from_bytes(m.as_bytes())
+            .is_ok_and(|m| m != http::Method::CONNECT && m.as_str().len() <= 32);
+        if !ok {
+            return Err(invalid(format!(
+                "health.method {m:?} is not a method a probe can use"
+            )));
+        }
+    }
+    for (key, v) in [("health.rise", h.rise), ("health.fall", h.fall)] {
+        if v.is_some_and(|v| !(1..=100).contains(&v)) {
+            return Err(invalid(format!("{key} must be between 1 and 100")));
+        }
+    }
     if h.headers.len() > MAX_HEALTH_HEADERS {
         return Err(invalid(format!(
             "health.headers may set at most {MAX_HEALTH_HEADERS} headers"
@@ -607,5 +621,33 @@ mod tests {
             ..HealthSpec::default()
         });
         assert!(validate_service_spec(&h).is_err());
+        for bad in [
+            HealthSpec {
+                method: Some("CONNECT".into()),
+                ..HealthSpec::default()
+            },
+            HealthSpec {
+                method: Some("G ET".into()),
+                ..HealthSpec::default()
+            },
+            HealthSpec {
+                rise: Some(0),
+                ..HealthSpec::default()
+            },
+            HealthSpec {
+                fall: Some(101),
+                ..HealthSpec::default()
+            },
+        ] {
+            h.health = Some(bad.clone());
+            assert!(validate_service_spec(&h).is_err(), "{bad:?}");
+        }
+        h.health = Some(HealthSpec {
+            method: Some("HEAD".into()),
+            rise: Some(1),
+            fall: Some(100),
+            ..HealthSpec::default()
+        });
+        assert!(validate_service_spec(&h).is_ok());
     }
 }
