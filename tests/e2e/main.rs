@@ -12,6 +12,7 @@ mod support;
 
 mod access_log;
 mod auth;
+mod balancing;
 mod body_limits;
 mod check;
 mod disconnect;

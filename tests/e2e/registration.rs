@@ -10,12 +10,17 @@ use serde_json::json;
 use crate::support::gateway::EnvChange;
 use crate::support::{Client, Gateway, Response, TempDir, exchange, get, named_origin};
 
-const TOKEN: &str = "e2e-admin-token";
+pub(crate) const TOKEN: &str = "e2e-admin-token";
 
 /// A gateway with no static routes, its state in `state`, the admin token set.
 async fn gateway_with_state(state: &Path) -> Gateway {
+    gateway_with(state, "").await
+}
+
+/// As [`gateway_with_state`], with `extra` TOML after the `[server]` table.
+pub(crate) async fn gateway_with(state: &Path, extra: &str) -> Gateway {
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nstate_dir = {:?}\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nstate_dir = {:?}\n\n{extra}",
         state.display().to_string()
     );
     Gateway::run_file_with_env(
@@ -27,7 +32,7 @@ async fn gateway_with_state(state: &Path) -> Gateway {
 }
 
 /// One admin call on a fresh connection.
-async fn api(
+pub(crate) async fn api(
     gw: &Gateway,
     method: &str,
     path: &str,
@@ -62,7 +67,13 @@ async fn put_service(gw: &Gateway, name: &str, path: &str) -> Response {
     .await
 }
 
-async fn put_endpoint(gw: &Gateway, service: &str, id: &str, url: &str, ttl: &str) -> Response {
+pub(crate) async fn put_endpoint(
+    gw: &Gateway,
+    service: &str,
+    id: &str,
+    url: &str,
+    ttl: &str,
+) -> Response {
     let body = json!({ "url": url, "ttl": ttl }).to_string();
     api(
         gw,
@@ -75,7 +86,12 @@ async fn put_endpoint(gw: &Gateway, service: &str, id: &str, url: &str, ttl: &st
 }
 
 /// Sends `GET target` until the status is `want`, for at most `within`.
-async fn until_status(gw: &Gateway, target: &str, want: u16, within: Duration) -> Response {
+pub(crate) async fn until_status(
+    gw: &Gateway,
+    target: &str,
+    want: u16,
+    within: Duration,
+) -> Response {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let res = exchange(gw, &get(target)).await;
@@ -181,6 +197,37 @@ async fn an_endpoint_without_heartbeats_is_gone_after_its_ttl() {
     let res = api(&gw, "GET", "/api/v1/services/lapsed", Some(TOKEN), None).await;
     assert_eq!(res.status, 200, "{}", res.dump());
     assert_eq!(res.json()["endpoints"], json!([]), "{}", res.dump());
+
+    // Registrations count once each (heartbeats do not); the lapse is counted.
+    let scrape = gw.scrape().await;
+    for (service, kind) in [
+        ("kept", "service"),
+        ("kept", "endpoint"),
+        ("lapsed", "service"),
+        ("lapsed", "endpoint"),
+    ] {
+        assert_eq!(
+            scrape.value(
+                "portcullis_registrations_total",
+                &[("service", service), ("kind", kind)]
+            ),
+            1.0,
+            "{service} {kind}:\n{}",
+            scrape.text
+        );
+    }
+    assert_eq!(
+        scrape.value("portcullis_lease_expiries_total", &[("service", "lapsed")]),
+        1.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.value("portcullis_lease_expiries_total", &[("service", "kept")]),
+        0.0,
+        "{}",
+        scrape.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

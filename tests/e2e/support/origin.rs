@@ -70,6 +70,8 @@ struct State {
     records: Mutex<Vec<Record>>,
     connections: AtomicUsize,
     drips: Mutex<Vec<DripEnd>>,
+    /// Every connection's task, so that [`Origin::kill`] can end them.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// A running origin; stops accepting when dropped.
@@ -90,7 +92,10 @@ impl Origin {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let conn = st.connections.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, conn, st.clone(), handler.clone()));
+                let task = tokio::spawn(serve(stream, conn, st.clone(), handler.clone()));
+                let mut tasks = st.tasks.lock().expect("tasks");
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(task.abort_handle());
             }
         });
         Self { addr, state, task }
@@ -99,6 +104,25 @@ impl Origin {
     /// `http://ADDR`, for `--upstream` and `endpoints`.
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Dies like a killed process: stops accepting (the port refuses connections)
+    /// and closes every open connection, mid-request or idle in a pool.
+    pub(crate) async fn kill(&self) {
+        self.task.abort();
+        let tasks = std::mem::take(&mut *self.state.tasks.lock().expect("tasks"));
+        for t in &tasks {
+            t.abort();
+        }
+        // Aborted tasks drop their sockets when the runtime next polls them.
+        let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+        while !(self.task.is_finished() && tasks.iter().all(|t| t.is_finished())) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "origin tasks did not end"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Requests received so far (heads; bodies as far as read).
