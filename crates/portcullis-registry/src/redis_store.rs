@@ -51,16 +51,22 @@ pub struct RedisOptions {
 ///
 /// Redis itself drops an endpoint whose lease lapsed. Names and ids never contain `:`.
 ///
-/// [`save`](StateStore::save) writes the whole state in one `MULTI`/`EXEC`: it `SCAN`s
-/// the existing keys, sets every service and live endpoint, deletes the keys not in the
-/// state, then `PUBLISH`es on `{p}changes`. [`load`](StateStore::load) `SCAN`s and
+/// [`save`](StateStore::save) writes, in one `MULTI`/`EXEC`, what changed against the
+/// keys this store last loaded or saved: it sets the services and live endpoints whose
+/// JSON differs (a heartbeat changes an endpoint's lease), deletes the keys it knew
+/// that the state no longer holds, leaves every other key alone, then `PUBLISH`es on
+/// `{p}changes`. When `{p}format` is missing (Redis lost its data), the whole state is
+/// written. [`load`](StateStore::load) `SCAN`s and
 /// `MGET`s; it answers `Ok(None)` while `{p}format` is absent. Only portable commands
 /// are used (`GET`, `SET PX`, `MGET`, `DEL`, `SCAN`, `MULTI`/`EXEC`, `PUBLISH`,
 /// `SUBSCRIBE`, `PING`), so Valkey and Dragonfly work too.
 ///
-/// A save writes the saving gateway's whole view: a change another gateway saved
-/// after this gateway's last reload is overwritten (last writer wins). Reload on every
-/// notification to keep that window short.
+/// So gateways of a fleet that change different services or endpoints at the same
+/// time never undo each other's changes, even before they have reloaded: a key this
+/// gateway did not change is not written, and a key it never saw is never deleted.
+/// Two changes of the same service or endpoint: the last writer wins. A save whose
+/// outcome is unknown (the reply timed out) makes the keys it touched "unknown", so
+/// the next save writes or deletes them again.
 ///
 /// # Failures
 ///
@@ -80,7 +86,9 @@ struct Inner {
     sender: String,
     seq: AtomicU64,
     healthy: AtomicBool,
-    saving: tokio::sync::Mutex<()>,
+    /// Each key (with its JSON) as this store last loaded or saved it; held for the
+    /// whole of a load or save, so that they never interleave.
+    known: tokio::sync::Mutex<BTreeMap<String, String>>,
 }
 
 // === impl RedisOptions ===
@@ -175,7 +183,7 @@ impl RedisStore {
                 sender,
                 seq: AtomicU64::new(0),
                 healthy: AtomicBool::new(false),
-                saving: tokio::sync::Mutex::new(()),
+                known: tokio::sync::Mutex::new(BTreeMap::new()),
             }),
         };
         let _ = store.ping().await;
@@ -255,6 +263,7 @@ impl RedisStore {
     }
 
     async fn load_inner(&self) -> Result<Option<StoredState>, StoreError> {
+        let mut known = self.inner.known.lock().await;
         let mut conn = self.inner.conn.clone();
         let format: Option<u32> = self
             .call(
@@ -265,6 +274,7 @@ impl RedisStore {
             )
             .await?;
         let Some(format) = format else {
+            known.clear();
             return Ok(None);
         };
         let pattern = format!("{}*", glob_escape(&self.inner.options.key_prefix));
@@ -273,6 +283,7 @@ impl RedisStore {
         let ep_prefix = self.key("ep:");
         let mut services = BTreeMap::new();
         let mut endpoints = Vec::new();
+        let mut seen = BTreeMap::new();
         for chunk in keys.chunks(BATCH) {
             let values: Vec<Option<String>> = self
                 .call("load", redis::cmd("MGET").arg(chunk).query_async(&mut conn))
@@ -280,6 +291,9 @@ impl RedisStore {
             for (key, value) in chunk.iter().zip(values) {
                 // A key may expire between SCAN and MGET.
                 let Some(value) = value else { continue };
+                if key.starts_with(&svc_prefix) || key.starts_with(&ep_prefix) {
+                    seen.insert(key.clone(), value.clone());
+                }
                 if let Some(name) = key.strip_prefix(&svc_prefix) {
                     match serde_json::from_str(&value) {
                         Ok(spec) => {
@@ -291,15 +305,16 @@ impl RedisStore {
                                 },
                             );
                         }
-                        Err(e) => return Err(invalid(format!("{key}: {e}"))),
+                        Err(e) => return Err(corrupt(&mut known, key, &e)),
                     }
                 } else if let Some(rest) = key.strip_prefix(&ep_prefix) {
                     let Some((service, id)) = rest.split_once(':') else {
-                        return Err(invalid(format!("{key}: not {ep_prefix}SERVICE:ID")));
+                        let e = format!("not {ep_prefix}SERVICE:ID");
+                        return Err(corrupt(&mut known, key, &e));
                     };
                     match serde_json::from_str::<Endpoint>(&value) {
                         Ok(ep) => endpoints.push((service.to_owned(), id.to_owned(), ep)),
-                        Err(e) => return Err(invalid(format!("{key}: {e}"))),
+                        Err(e) => return Err(corrupt(&mut known, key, &e)),
                     }
                 }
             }
@@ -312,6 +327,7 @@ impl RedisStore {
         }
         let state = StoredState { format, services };
         state.validate().map_err(invalid)?;
+        *known = seen;
         Ok(Some(state))
     }
 
@@ -325,18 +341,28 @@ impl RedisStore {
             wanted.push((format!("{svc_prefix}{name}"), spec, None));
             for (id, ep) in &entry.endpoints {
                 let Some(ttl) = ep.lease_expires.checked_sub(now).filter(|t| *t > 0) else {
-                    continue; // lapsed: not written, so deleted below
+                    continue; // lapsed: not written (nor deleted, see below)
                 };
                 let json = serde_json::to_string(ep).map_err(StoreError::Encode)?;
                 wanted.push((format!("{ep_prefix}{name}:{id}"), json, Some(ttl)));
             }
         }
-        // One save at a time from this store, so two of them never interleave.
-        let _guard = self.inner.saving.lock().await;
-        let mut stale: BTreeSet<String> = BTreeSet::new();
-        for prefix in [&svc_prefix, &ep_prefix] {
-            let pattern = format!("{}*", glob_escape(prefix));
-            stale.extend(self.scan("save", &pattern).await?);
+        // One save (or load) at a time from this store.
+        let mut known = self.inner.known.lock().await;
+        let mut conn = self.inner.conn.clone();
+        // A Redis without the format key lost its data (restarted without
+        // persistence, flushed) or never had any: what this store knew is gone,
+        // so the whole state is written.
+        let format: Option<u32> = self
+            .call(
+                "save",
+                redis::cmd("GET")
+                    .arg(self.key("format"))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if format.is_none() {
+            known.clear();
         }
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -344,19 +370,45 @@ impl RedisStore {
             .arg(self.key("format"))
             .arg(state.format)
             .ignore();
+        let mut changed = Vec::new();
         for (key, value, ttl) in &wanted {
-            stale.remove(key);
+            if known.get(key) == Some(value) {
+                continue;
+            }
+            changed.push(key.clone());
             let cmd = pipe.cmd("SET").arg(key).arg(value);
             if let Some(ttl) = ttl {
                 cmd.arg("PX").arg(*ttl);
             }
             cmd.ignore();
         }
-        for chunk in stale.into_iter().collect::<Vec<_>>().chunks(BATCH) {
+        let wanted_keys: BTreeSet<&str> = wanted.iter().map(|(k, _, _)| k.as_str()).collect();
+        // Keys this store knew that the state no longer holds; but an endpoint
+        // whose lease lapsed as far as this store knew is left to Redis, which
+        // drops it at the lease it holds: another gateway may have renewed it.
+        let gone: Vec<String> = known
+            .iter()
+            .filter(|(k, v)| {
+                let lapsed = k.starts_with(&ep_prefix)
+                    && serde_json::from_str::<Endpoint>(v).is_ok_and(|ep| ep.lease_expires <= now);
+                !lapsed && !wanted_keys.contains(k.as_str())
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for chunk in gone.chunks(BATCH) {
             pipe.cmd("DEL").arg(chunk).ignore();
         }
-        let mut conn = self.inner.conn.clone();
-        self.call("save", pipe.query_async::<()>(&mut conn)).await?;
+        if let Err(e) = self.call("save", pipe.query_async::<()>(&mut conn)).await {
+            // Applied or not: the keys it set are now of unknown value (set again
+            // next time, or deleted if no longer wanted); the ones it deleted stay
+            // known, so they are deleted again.
+            for key in changed {
+                known.insert(key, String::new());
+            }
+            return Err(e);
+        }
+        *known = wanted.into_iter().map(|(k, v, _)| (k, v)).collect();
+        drop(known);
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         let message = format!("{}:{seq}", self.inner.sender);
         self.call(
@@ -400,6 +452,18 @@ impl fmt::Debug for RedisStore {
             .field("healthy", &self.is_healthy())
             .finish_non_exhaustive()
     }
+}
+
+/// A key whose value cannot be read: the load fails (the caller keeps what it
+/// has), and the key becomes "known with an unknown value", so that the next save
+/// deletes it unless the state holds it.
+fn corrupt(
+    known: &mut BTreeMap<String, String>,
+    key: &str,
+    e: &dyn std::fmt::Display,
+) -> StoreError {
+    known.insert(key.to_owned(), String::new());
+    invalid(format!("{key}: {e}"))
 }
 
 fn invalid(reason: String) -> StoreError {

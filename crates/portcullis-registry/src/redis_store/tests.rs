@@ -389,7 +389,7 @@ async fn invalid_url_and_corrupt_data_are_errors() {
         }
         other => panic!("expected Invalid, got {other:?}"),
     }
-    // A save rewrites the whole state, dropping the broken key.
+    // The next save drops the broken key.
     store.save(&StoredState::default()).await.unwrap();
     assert_eq!(store.load().await.unwrap(), Some(StoredState::default()));
 }
@@ -402,4 +402,75 @@ fn options_debug_redacts_the_password() {
     assert!(!d.contains("s3cret"));
     assert_eq!(o.url(), "redis://user:s3cret@db:6379/0");
     assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+}
+
+#[tokio::test]
+async fn gateways_changing_different_things_keep_each_others_changes() {
+    let server = RedisServer::start().await;
+    let (a, b) = (server.store().await, server.store().await);
+    assert_eq!(a.load().await.unwrap(), None);
+    assert_eq!(b.load().await.unwrap(), None);
+    let full = state(now_unix_ms() + 60_000);
+    let only = |name: &str, from: &StoredState| {
+        let mut s = StoredState::default();
+        s.services
+            .insert(name.to_owned(), from.services[name].clone());
+        s
+    };
+
+    // Each registers a service without having seen the other's: both stay.
+    a.save(&only("droplets", &full)).await.unwrap();
+    b.save(&only("volumes", &full)).await.unwrap();
+    assert_eq!(a.load().await.unwrap(), Some(full.clone()));
+
+    // B deletes its service, not having reloaded: A's stays.
+    b.save(&StoredState::default()).await.unwrap();
+    assert_eq!(b.load().await.unwrap(), Some(only("droplets", &full)));
+
+    // An endpoint whose lease lapsed on A while B renewed it: A's save (without
+    // it, as after A's expiry tick) leaves B's renewal alone.
+    let mut short = only("droplets", &full);
+    for ep in short
+        .services
+        .get_mut("droplets")
+        .unwrap()
+        .endpoints
+        .values_mut()
+    {
+        ep.lease_expires = now_unix_ms() + 300;
+    }
+    a.save(&short).await.unwrap();
+    assert_eq!(b.load().await.unwrap(), Some(short.clone()));
+    let renewed = only("droplets", &full);
+    b.save(&renewed).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut expired_on_a = short.clone();
+    expired_on_a
+        .services
+        .get_mut("droplets")
+        .unwrap()
+        .endpoints
+        .clear();
+    a.save(&expired_on_a).await.unwrap();
+    assert_eq!(a.load().await.unwrap(), Some(renewed.clone()));
+
+    // A deregistration of a live endpoint is a delete.
+    let mut without_b = renewed.clone();
+    without_b
+        .services
+        .get_mut("droplets")
+        .unwrap()
+        .endpoints
+        .remove("b");
+    a.save(&without_b).await.unwrap();
+    assert_eq!(b.load().await.unwrap(), Some(without_b.clone()));
+
+    // Redis loses its data: the next save writes the whole state again.
+    let mut raw = server.raw().await;
+    let () = redis::cmd("FLUSHALL").query_async(&mut raw).await.unwrap();
+    let mut plus = without_b.clone();
+    plus.services
+        .insert("volumes".to_owned(), full.services["volumes"].clone());
+    a.save(&plus).await.unwrap();
+    assert_eq!(b.load().await.unwrap(), Some(plus));
 }
