@@ -36,7 +36,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const MAX_JSON_DEPTH: usize = 16;
 
 /// The OpenAPI document describing this API, served at `/api/v1/openapi.json`.
-pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 const X_REQUEST_ID: &str = "x-request-id";
 const MAX_REQUEST_ID_LEN: usize = 200;
@@ -152,7 +152,8 @@ enum Op {
 }
 
 /// Every route the router serves: the router is built from it and the OpenAPI test
-/// checks it against `docs/openapi.json`, so they cannot drift.
+/// checks it against `openapi.json` (the crate's copy of `docs/openapi.json`), so
+/// they cannot drift.
 const ROUTES: &[(&str, &str, Op)] = &[
     ("GET", "/api/v1/openapi.json", Op::OpenApi),
     ("GET", "/api/v1/services", Op::ListServices),

@@ -77,7 +77,8 @@
 //! ```
 //!
 //! Routes, authentication, status codes and bounds are on [`AdminApi`] and in
-//! `docs/openapi.json` (served at `/api/v1/openapi.json`).
+//! the crate's `openapi.json` (served at `/api/v1/openapi.json`; a copy is kept in
+//! the project's `docs/`, checked equal by a test).
 //!
 //! # Ordering
 //!

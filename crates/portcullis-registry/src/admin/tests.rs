@@ -485,6 +485,16 @@ async fn reload_hook() {
     assert_eq!(r.2, json!({"routes": ["static"]}));
 }
 
+#[test]
+fn the_openapi_document_in_docs_is_the_served_one() {
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let text = std::fs::read_to_string(docs).unwrap();
+    assert!(
+        text == OPENAPI_JSON,
+        "docs/openapi.json differs from crates/portcullis-registry/openapi.json: copy it over"
+    );
+}
+
 #[tokio::test]
 async fn openapi_needs_no_token_and_covers_every_route() {
     let h = harness();
