@@ -48,6 +48,9 @@ pub enum Cause {
     /// 503: credentials cannot be checked right now (a JWKS key set that was
     /// never fetched); the client may retry.
     AuthUnavailable,
+    /// 503: a rate limit shared through a store (Redis) cannot be checked right
+    /// now and the route's policy is to fail closed; the client may retry.
+    RateLimitUnavailable,
 }
 
 // === impl Cause ===
@@ -74,6 +77,7 @@ impl Cause {
         Cause::Overloaded,
         Cause::UpstreamTimeout,
         Cause::AuthUnavailable,
+        Cause::RateLimitUnavailable,
     ];
 
     /// The status code the gateway answers with.
@@ -94,7 +98,8 @@ impl Cause {
             Cause::NoHealthyEndpoint
             | Cause::UpstreamOverloaded
             | Cause::Overloaded
-            | Cause::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | Cause::AuthUnavailable
+            | Cause::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Cause::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -121,6 +126,7 @@ impl Cause {
             Cause::Overloaded => "overloaded",
             Cause::UpstreamTimeout => "upstream_timeout",
             Cause::AuthUnavailable => "auth_unavailable",
+            Cause::RateLimitUnavailable => "rate_limit_unavailable",
         }
     }
 
