@@ -78,7 +78,7 @@ pub async fn run_command(
                 },
                 None => Config::default(),
             };
-            run(cfg, true, shutdown).await?;
+            run(cfg, config, true, shutdown).await?;
             Ok(0)
         }
         Command::Proxy {
@@ -125,7 +125,7 @@ pub async fn run_command(
                 }
                 return Ok(2);
             }
-            run(cfg, false, shutdown).await?;
+            run(cfg, None, false, shutdown).await?;
             Ok(0)
         }
     }
@@ -169,8 +169,24 @@ fn exporter() -> anyhow::Result<portcullis_metrics::Exporter> {
     Ok(EXPORTER.get_or_init(|| e).clone())
 }
 
+/// Reloads the config file on every SIGHUP (the outcome is logged).
+async fn reload_on_sighup(reloader: crate::reload::Reloader) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; reload through the admin API only");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let _ = reloader.reload().await;
+    }
+}
+
 async fn run(
     cfg: Config,
+    config_path: Option<PathBuf>,
     with_admin: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -220,22 +236,28 @@ async fn run(
             let redis = registry.redis.clone();
             Arc::new(move || redis.as_ref().is_none_or(|r| r.is_healthy()))
         };
-        let app = admin::router(
-            render,
-            Some(registry.api(&cfg, &routes)?),
-            Some(store_health),
-        );
+        let (api, reloader) = registry.api(&cfg, &routes, config_path.as_deref())?;
+        let app = admin::router(render, Some(api), Some(store_health));
+        let sighup = reloader.map(|r| tokio::spawn(reload_on_sighup(r)));
         tracing::info!(addr = %admin_addr, "admin listening");
-        Some((tokio::spawn(admin::serve(admin, app)), upkeep, registry))
+        Some((
+            tokio::spawn(admin::serve(admin, app)),
+            upkeep,
+            registry,
+            sighup,
+        ))
     } else {
         None
     };
     tracing::info!(addr = %proxy_addr, routes = cfg.routes.len(), "proxy listening");
     server::serve(listener, stack, limits, shutdown).await;
-    if let Some((admin, upkeep, registry)) = admin_task {
+    if let Some((admin, upkeep, registry, sighup)) = admin_task {
         admin.abort();
         if let Some(u) = upkeep {
             u.abort();
+        }
+        if let Some(s) = sighup {
+            s.abort();
         }
         registry.stop();
     }

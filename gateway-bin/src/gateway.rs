@@ -57,7 +57,14 @@ pub(crate) type Spanned = (Range<usize>, String);
 /// never changes the route a request in flight is on.
 #[derive(Clone)]
 pub struct Routes {
-    inner: Arc<RoutesInner>,
+    /// The static part (config, clients, auth policies) and its current table;
+    /// replaced whole by a config reload.
+    current: Arc<ArcSwap<RoutesInner>>,
+    /// Registered services' health checkers and balancers: kept across reloads.
+    services: Arc<crate::services::Services>,
+    /// Serializes rebuilds and reloads; holds what the registered part of the
+    /// table was last built from.
+    fingerprint: Arc<std::sync::Mutex<Option<u64>>>,
 }
 
 struct RoutesInner {
@@ -67,25 +74,21 @@ struct RoutesInner {
     proxies: HashMap<String, Proxy>,
     /// The auth policies, by name.
     auth: BTreeMap<String, AuthLayer>,
-    /// Registered services' health checkers and balancers.
-    services: crate::services::Services,
-    /// What the registered part of the table was last built from.
-    fingerprint: std::sync::Mutex<Option<u64>>,
     table: ArcSwap<Router<RouteService>>,
 }
 
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Routes")
-            .field("routes", &self.inner.table.load().len())
+            .field("routes", &self.current.load().table.load().len())
             .finish_non_exhaustive()
     }
 }
 
-impl Routes {
-    /// The static table of a validated config. Auth policies with a JWKS URL start
-    /// their refresh tasks, so this runs inside the runtime.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+impl RoutesInner {
+    /// The static part of a validated config. Auth policies with a JWKS URL
+    /// start their refresh tasks, so this runs inside the runtime.
+    fn new(config: &Config) -> anyhow::Result<Self> {
         let client = ProxyClient::new(config.proxy.clone())
             .map_err(|errs| anyhow!("invalid [proxy] settings: {errs:?}"))?;
         let mut proxies = HashMap::new();
@@ -107,41 +110,72 @@ impl Routes {
                 .with_context(|| format!("auth policy {name:?}"))?;
             auth.insert(name.clone(), layer);
         }
-        let mut inner = RoutesInner {
+        Ok(RoutesInner {
             config: config.clone(),
             client,
             proxies,
             auth,
-            services: crate::services::Services::default(),
-            fingerprint: std::sync::Mutex::new(None),
             table: ArcSwap::from_pointee(Router::builder().build().map_err(|e| anyhow!("{e:?}"))?),
-        };
-        let table = inner.build(None)?;
-        inner.table = ArcSwap::from_pointee(table);
+        })
+    }
+}
+
+impl Routes {
+    /// The static table of a validated config. Auth policies with a JWKS URL start
+    /// their refresh tasks, so this runs inside the runtime.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let inner = RoutesInner::new(config)?;
+        let services = Arc::new(crate::services::Services::default());
+        let table = inner.build(&services, None)?;
+        inner.table.store(Arc::new(table));
         Ok(Self {
-            inner: Arc::new(inner),
+            current: Arc::new(ArcSwap::from_pointee(inner)),
+            services,
+            fingerprint: Arc::new(std::sync::Mutex::new(None)),
         })
     }
 
     /// The router service that reads the current table.
     pub fn router(&self) -> DynamicRouter {
         DynamicRouter {
-            routes: self.inner.clone(),
+            routes: self.current.clone(),
         }
     }
 
     /// A registered endpoint's health, for the admin API.
     pub fn endpoint_health(&self, service: &str, endpoint: &str) -> Option<serde_json::Value> {
-        self.inner.services.health_json(service, endpoint)
+        self.services.health_json(service, endpoint)
+    }
+
+    /// The static routes, for `GET /api/v1/routes`.
+    pub fn static_routes_json(&self) -> Vec<serde_json::Value> {
+        self.current
+            .load()
+            .config
+            .routes
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "service": r.service.get_ref(),
+                    "host": r.host.as_ref().map(|h| h.get_ref()),
+                    "path": r.path.get_ref(),
+                    "methods": r.methods.as_ref().map(|m| m.get_ref()),
+                    "strip_prefix": r.strip_prefix.as_ref().map(|p| p.get_ref()),
+                    "source": "config",
+                })
+            })
+            .collect()
     }
 
     /// Names of the static services: registrations may not take them.
-    pub fn static_services(&self) -> impl Iterator<Item = &str> {
-        self.inner
+    pub fn static_services(&self) -> Vec<String> {
+        self.current
+            .load()
             .config
             .services
             .iter()
-            .map(|s| s.name.get_ref().as_str())
+            .map(|s| s.name.get_ref().clone())
+            .collect()
     }
 
     /// Rebuilds the table from the static routes and `snapshot`'s services and
@@ -158,16 +192,40 @@ impl Routes {
         resolved: &crate::services::Resolved,
     ) -> anyhow::Result<()> {
         let fp = fingerprint(snapshot, now_ms);
-        let mut last = match self.inner.fingerprint.lock() {
+        let mut last = match self.fingerprint.lock() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
         if *last == Some(fp) {
             return Ok(());
         }
-        let table = self.inner.build(Some((snapshot, now_ms, resolved)))?;
-        self.inner.table.store(Arc::new(table));
+        let inner = self.current.load();
+        let table = inner.build(&self.services, Some((snapshot, now_ms, resolved)))?;
+        inner.table.store(Arc::new(table));
         *last = Some(fp);
+        Ok(())
+    }
+
+    /// Replaces the static part with `config`'s (services, routes, filters, auth
+    /// policies, filter sets, proxy settings) and the table with one built from it
+    /// and `snapshot`, at once. Requests in flight finish on the routes they
+    /// started on; new ones take the new table. On failure nothing changes.
+    pub fn reload(
+        &self,
+        config: &Config,
+        snapshot: &Snapshot,
+        now_ms: u64,
+        resolved: &crate::services::Resolved,
+    ) -> anyhow::Result<()> {
+        let mut last = match self.fingerprint.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let inner = RoutesInner::new(config)?;
+        let table = inner.build(&self.services, Some((snapshot, now_ms, resolved)))?;
+        inner.table.store(Arc::new(table));
+        self.current.store(Arc::new(inner));
+        *last = Some(fingerprint(snapshot, now_ms));
         Ok(())
     }
 }
@@ -175,6 +233,7 @@ impl Routes {
 impl RoutesInner {
     fn build(
         &self,
+        services: &crate::services::Services,
         registered: Option<(&Snapshot, u64, &crate::services::Resolved)>,
     ) -> anyhow::Result<Router<RouteService>> {
         let config = &self.config;
@@ -203,15 +262,12 @@ impl RoutesInner {
                     // The config file wins on a name clash (logged at restore).
                     continue;
                 }
-                let proxy = match self.services.apply(
-                    name,
-                    entry,
-                    snapshot.live_endpoints(name, now),
-                    resolved,
-                ) {
-                    Some(balance) => Proxy::balanced(self.client.clone(), balance),
-                    None => Proxy::new(self.client.clone(), Vec::new()),
-                };
+                let proxy =
+                    match services.apply(name, entry, snapshot.live_endpoints(name, now), resolved)
+                    {
+                        Some(balance) => Proxy::balanced(self.client.clone(), balance),
+                        None => Proxy::new(self.client.clone(), Vec::new()),
+                    };
                 // The service's filter set from the config, as if its routes
                 // listed those filters. A set that is gone (the config changed)
                 // takes the service's routes out rather than serve them unfiltered.
@@ -239,7 +295,7 @@ impl RoutesInner {
             }
         }
         if let Some((snapshot, _, _)) = registered {
-            self.services.retain(&|name| {
+            services.retain(&|name| {
                 snapshot.service(name).is_some() && !self.proxies.contains_key(name)
             });
         }
@@ -315,7 +371,7 @@ fn registered_chain(proxy: Proxy, max_body: u64) -> RouteService {
 /// The router over whichever table is current: each request loads the table once.
 #[derive(Clone)]
 pub struct DynamicRouter {
-    routes: Arc<RoutesInner>,
+    routes: Arc<ArcSwap<RoutesInner>>,
 }
 
 impl std::fmt::Debug for DynamicRouter {
@@ -338,7 +394,7 @@ impl Service<Request<RouteRequestBody>> for DynamicRouter {
     }
 
     fn call(&mut self, req: Request<RouteRequestBody>) -> Self::Future {
-        let mut router = Router::clone(&self.routes.table.load());
+        let mut router = Router::clone(&self.routes.load().table.load());
         router.call(req)
     }
 }

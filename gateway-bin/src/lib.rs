@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod io;
 pub mod logfmt;
 pub mod registry;
+pub mod reload;
 pub mod server;
 pub mod services;
 pub mod size;

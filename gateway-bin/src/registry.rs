@@ -75,8 +75,8 @@ pub async fn start(
             // The config file wins on a name clash.
             let clashes: Vec<String> = routes
                 .static_services()
+                .into_iter()
                 .filter(|s| registry.snapshot().service(s).is_some())
-                .map(str::to_owned)
                 .collect();
             for name in clashes {
                 tracing::warn!(service = %name, "registered service shadowed by the config file's service of the same name; dropped");
@@ -240,48 +240,22 @@ impl RunningRegistry {
     /// The admin API under `/api/v1/`, for the admin listener: the token from
     /// `PORTCULLIS_ADMIN_TOKEN` or the state folder, the static routes reserved
     /// (a registration may not take them, nor a static service's name), and
-    /// `GET /api/v1/routes` showing static and registered routes together.
-    pub fn api(&self, cfg: &Config, routes: &Routes) -> anyhow::Result<axum::Router> {
-        use portcullis_registry::{AdminApi, AdminToken, ReservedRoute};
+    /// `GET /api/v1/routes` showing static and registered routes together. With
+    /// the config file's `path`, `POST /api/v1/reload` re-reads it (the returned
+    /// [`Reloader`](crate::reload::Reloader) serves SIGHUP too).
+    pub fn api(
+        &self,
+        cfg: &Config,
+        routes: &Routes,
+        path: Option<&Path>,
+    ) -> anyhow::Result<(axum::Router, Option<crate::reload::Reloader>)> {
+        use portcullis_registry::{AdminApi, AdminToken};
         let token = crate::admin::admin_token(Path::new(&cfg.server.state_dir))?;
-        let mut reserved: Vec<ReservedRoute> = cfg
-            .routes
-            .iter()
-            .map(|r| ReservedRoute {
-                host: r.host.as_ref().map(|h| h.get_ref().clone()),
-                path: r.path.get_ref().clone(),
-                methods: r.methods.as_ref().map(|m| m.get_ref().clone()),
-                owner: r.service.get_ref().clone(),
-            })
-            .collect();
-        // A static service with no route still owns its name.
-        for s in &cfg.services {
-            if !reserved.iter().any(|r| &r.owner == s.name.get_ref()) {
-                reserved.push(ReservedRoute {
-                    host: None,
-                    path: format!("/.portcullis-static/{}", s.name.get_ref()),
-                    methods: None,
-                    owner: s.name.get_ref().clone(),
-                });
-            }
-        }
-        let statics: Vec<serde_json::Value> = cfg
-            .routes
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "service": r.service.get_ref(),
-                    "host": r.host.as_ref().map(|h| h.get_ref()),
-                    "path": r.path.get_ref(),
-                    "methods": r.methods.as_ref().map(|m| m.get_ref()),
-                    "strip_prefix": r.strip_prefix.as_ref().map(|p| p.get_ref()),
-                    "source": "config",
-                })
-            })
-            .collect();
+        let (tokens, reserved, filter_sets) = admin_rules(cfg);
         let registry = self.registry.clone();
+        let routes_now = routes.clone();
         let view = Arc::new(move || {
-            let mut routes = statics.clone();
+            let mut routes = routes_now.static_routes_json();
             let snapshot = registry.snapshot();
             for (name, entry) in snapshot.services() {
                 for r in &entry.spec.routes {
@@ -297,25 +271,76 @@ impl RunningRegistry {
             }
             serde_json::json!({ "routes": routes })
         });
-        Ok(AdminApi::new(
+        let mut api = AdminApi::new(
             self.registry.clone(),
             self.store.clone(),
             AdminToken::new(token),
         )
         .reserved_routes(reserved)
         .routes_view(view)
-        .filter_sets(cfg.filter_sets.keys().cloned().collect())
-        .service_tokens(
-            cfg.registry
-                .service_tokens
-                .iter()
-                .map(|(s, t)| (s.clone(), AdminToken::new(t.expose().trim())))
-                .collect(),
-        )
+        .filter_sets(filter_sets)
+        .service_tokens(tokens)
         .endpoint_health({
             let routes = routes.clone();
             Arc::new(move |service: &str, id: &str| routes.endpoint_health(service, id))
-        })
-        .router())
+        });
+        let reloader = path.map(|p| {
+            crate::reload::Reloader::new(
+                p.to_owned(),
+                cfg.clone(),
+                routes.clone(),
+                self.registry.clone(),
+                api.rules(),
+            )
+        });
+        if let Some(r) = &reloader {
+            let r = r.clone();
+            api = api.reload(Arc::new(move || {
+                let r = r.clone();
+                Box::pin(async move { r.reload().await })
+            }));
+        }
+        Ok((api.router(), reloader))
     }
+}
+
+/// What the admin API takes from the config: per-service tokens, the static
+/// routes (a registration may not take them, nor a static service's name), and
+/// the filter-set names.
+pub(crate) fn admin_rules(
+    cfg: &Config,
+) -> (
+    std::collections::HashMap<String, portcullis_registry::AdminToken>,
+    Vec<portcullis_registry::ReservedRoute>,
+    Vec<String>,
+) {
+    use portcullis_registry::{AdminToken, ReservedRoute};
+    let mut reserved: Vec<ReservedRoute> = cfg
+        .routes
+        .iter()
+        .map(|r| ReservedRoute {
+            host: r.host.as_ref().map(|h| h.get_ref().clone()),
+            path: r.path.get_ref().clone(),
+            methods: r.methods.as_ref().map(|m| m.get_ref().clone()),
+            owner: r.service.get_ref().clone(),
+        })
+        .collect();
+    // A static service with no route still owns its name.
+    for s in &cfg.services {
+        if !reserved.iter().any(|r| &r.owner == s.name.get_ref()) {
+            reserved.push(ReservedRoute {
+                host: None,
+                path: format!("/.portcullis-static/{}", s.name.get_ref()),
+                methods: None,
+                owner: s.name.get_ref().clone(),
+            });
+        }
+    }
+    let tokens = cfg
+        .registry
+        .service_tokens
+        .iter()
+        .map(|(s, t)| (s.clone(), AdminToken::new(t.expose().trim())))
+        .collect();
+    (tokens, reserved, cfg.filter_sets.keys().cloned().collect())
 }

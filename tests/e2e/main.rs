@@ -28,6 +28,7 @@ mod listener;
 mod metrics;
 mod paths;
 mod registration;
+mod reload;
 mod responses;
 mod retries;
 mod routing;

@@ -60,6 +60,70 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 #[derive(Clone)]
 pub struct AdminToken(String);
 
+/// The parts of an [`AdminApi`] that come from the gateway's config and change on a
+/// reload: per-service tokens, reserved routes, filter-set names. Clones share them.
+#[derive(Clone, Default)]
+pub struct AdminRules {
+    inner: Arc<arc_swap::ArcSwap<Rules>>,
+}
+
+#[derive(Default)]
+struct Rules {
+    service_tokens: Vec<(String, AdminToken)>,
+    reserved: Vec<ReservedRoute>,
+    filter_sets: Option<Vec<String>>,
+}
+
+impl AdminRules {
+    /// Replaces all three at once (see [`AdminApi::service_tokens`],
+    /// [`AdminApi::reserved_routes`], [`AdminApi::filter_sets`]).
+    pub fn replace(
+        &self,
+        service_tokens: HashMap<String, AdminToken>,
+        reserved: Vec<ReservedRoute>,
+        filter_sets: Option<Vec<String>>,
+    ) {
+        self.inner.store(Arc::new(Rules {
+            service_tokens: sorted_tokens(service_tokens),
+            reserved,
+            filter_sets,
+        }));
+    }
+
+    fn current(&self) -> Arc<Rules> {
+        self.inner.load_full()
+    }
+
+    fn update(&self, f: impl Fn(&mut Rules)) {
+        self.inner.rcu(|old| {
+            let mut r = Rules {
+                service_tokens: old.service_tokens.clone(),
+                reserved: old.reserved.clone(),
+                filter_sets: old.filter_sets.clone(),
+            };
+            f(&mut r);
+            r
+        });
+    }
+}
+
+impl fmt::Debug for AdminRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.current();
+        f.debug_struct("AdminRules")
+            .field("service_tokens", &r.service_tokens.len())
+            .field("reserved", &r.reserved)
+            .field("filter_sets", &r.filter_sets)
+            .finish()
+    }
+}
+
+fn sorted_tokens(tokens: HashMap<String, AdminToken>) -> Vec<(String, AdminToken)> {
+    let mut tokens: Vec<_> = tokens.into_iter().collect();
+    tokens.sort_by(|a, b| a.0.cmp(&b.0));
+    tokens
+}
+
 /// A route of a service from the static config: registrations may not take it, nor the
 /// service's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,9 +192,7 @@ pub struct AdminApi {
     registry: Arc<Registry>,
     store: Arc<dyn StateStore>,
     token: AdminToken,
-    service_tokens: Vec<(String, AdminToken)>,
-    reserved: Vec<ReservedRoute>,
-    filter_sets: Option<Vec<String>>,
+    rules: AdminRules,
     reload: Option<ReloadHook>,
     routes_view: Option<RoutesView>,
     endpoint_health: Option<EndpointHealthView>,
@@ -239,15 +301,7 @@ impl fmt::Debug for AdminApi {
             .field("registry", &self.registry)
             .field("store", &self.store)
             .field("token", &self.token)
-            .field(
-                "service_tokens",
-                &self
-                    .service_tokens
-                    .iter()
-                    .map(|(s, _)| s)
-                    .collect::<Vec<_>>(),
-            )
-            .field("reserved", &self.reserved)
+            .field("rules", &self.rules)
             .field("reload", &self.reload.is_some())
             .field("routes_view", &self.routes_view.is_some())
             .finish_non_exhaustive()
@@ -261,9 +315,7 @@ impl AdminApi {
             registry,
             store,
             token,
-            service_tokens: Vec::new(),
-            reserved: Vec::new(),
-            filter_sets: None,
+            rules: AdminRules::default(),
             reload: None,
             routes_view: None,
             endpoint_health: None,
@@ -275,18 +327,17 @@ impl AdminApi {
     /// Per-service tokens, by service name: each may only `PUT`/`DELETE` that service and
     /// register, heartbeat and deregister its endpoints. Default: none.
     #[must_use]
-    pub fn service_tokens(mut self, tokens: HashMap<String, AdminToken>) -> Self {
-        let mut tokens: Vec<_> = tokens.into_iter().collect();
-        tokens.sort_by(|a, b| a.0.cmp(&b.0));
-        self.service_tokens = tokens;
+    pub fn service_tokens(self, tokens: HashMap<String, AdminToken>) -> Self {
+        self.rules
+            .update(|r| r.service_tokens = sorted_tokens(tokens.clone()));
         self
     }
 
     /// The routes of static config services: a registration that overlaps one, or takes
     /// a static service's name, is 409 `route_conflict`. Default: none.
     #[must_use]
-    pub fn reserved_routes(mut self, routes: Vec<ReservedRoute>) -> Self {
-        self.reserved = routes;
+    pub fn reserved_routes(self, routes: Vec<ReservedRoute>) -> Self {
+        self.rules.update(|r| r.reserved = routes.clone());
         self
     }
 
@@ -294,9 +345,16 @@ impl AdminApi {
     /// is 400 `invalid_registration`. Default: any name is accepted (the embedder
     /// checks).
     #[must_use]
-    pub fn filter_sets(mut self, names: Vec<String>) -> Self {
-        self.filter_sets = Some(names);
+    pub fn filter_sets(self, names: Vec<String>) -> Self {
+        self.rules.update(|r| r.filter_sets = Some(names.clone()));
         self
+    }
+
+    /// The handle that replaces the service tokens, reserved routes and filter
+    /// sets of this API (and of every router made from it) at once, for a config
+    /// reload: requests already past their checks finish with the old ones.
+    pub fn rules(&self) -> AdminRules {
+        self.rules.clone()
     }
 
     /// The hook `POST /api/v1/reload` runs. Default: none (501).
@@ -375,7 +433,8 @@ impl AdminApi {
         })?;
         // Check every token, so the time taken does not tell which one matched.
         let mut found = self.token.matches(presented).then_some(Principal::Admin);
-        for (service, token) in &self.service_tokens {
+        let rules = self.rules.current();
+        for (service, token) in &rules.service_tokens {
             if token.matches(presented) && found.is_none() {
                 found = Some(Principal::Service(service.clone()));
             }
@@ -414,7 +473,8 @@ impl AdminApi {
     }
 
     fn check_reserved(&self, name: &str, spec: &ServiceSpec) -> Result<(), ApiError> {
-        if let (Some(set), Some(known)) = (&spec.filters, &self.filter_sets) {
+        let rules = self.rules.current();
+        if let (Some(set), Some(known)) = (&spec.filters, &rules.filter_sets) {
             if !known.iter().any(|k| k == set) {
                 return Err(ApiError::invalid(format!(
                     "filters: no filter set {set:?} in the gateway's config (known: {})",
@@ -426,14 +486,14 @@ impl AdminApi {
                 )));
             }
         }
-        if let Some(r) = self.reserved.iter().find(|r| r.owner == name) {
+        if let Some(r) = rules.reserved.iter().find(|r| r.owner == name) {
             return Err(ApiError::conflict(
                 format!("service name {name:?} belongs to a static config service"),
                 &r.owner,
             ));
         }
         for mine in &spec.routes {
-            for reserved in &self.reserved {
+            for reserved in &rules.reserved {
                 let theirs = reserved.as_route_spec();
                 if routes_overlap(mine, &theirs) {
                     return Err(ApiError::conflict(

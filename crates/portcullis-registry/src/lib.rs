@@ -152,8 +152,8 @@ mod store;
 mod validate;
 
 pub use admin::{
-    AdminApi, AdminToken, Clock, EndpointHealthView, MAX_BODY_BYTES, MAX_JSON_DEPTH, OPENAPI_JSON,
-    ReloadFuture, ReloadHook, ReservedRoute, RoutesView,
+    AdminApi, AdminRules, AdminToken, Clock, EndpointHealthView, MAX_BODY_BYTES, MAX_JSON_DEPTH,
+    OPENAPI_JSON, ReloadFuture, ReloadHook, ReservedRoute, RoutesView,
 };
 pub use balance::{
     AnyBalancer, FAILURE_PENALTY, InFlightGuard, LeastRequest, LoadBalancer, MAX_PENALTY,

@@ -133,6 +133,26 @@ impl Gateway {
         assert!(status.success(), "kill -TERM {} failed", self.pid);
     }
 
+    /// Sends SIGHUP to this gateway (and nothing else): reload the config file.
+    pub(crate) async fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid.to_string()])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {} failed", self.pid);
+    }
+
+    /// Replaces the config file the gateway was started from (`run --config`)
+    /// with `text`, for a reload.
+    pub(crate) fn rewrite_config(&self, text: &str) {
+        let dir = self
+            ._dir
+            .as_ref()
+            .expect("a gateway started from a config file");
+        dir.write("portcullis.toml", text);
+    }
+
     /// Sends SIGKILL to this gateway (and nothing else): no drain, no flush.
     pub(crate) async fn kill_hard(&self) {
         let status = Command::new("kill")
