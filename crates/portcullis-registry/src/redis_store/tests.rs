@@ -474,3 +474,52 @@ async fn gateways_changing_different_things_keep_each_others_changes() {
     a.save(&plus).await.unwrap();
     assert_eq!(b.load().await.unwrap(), Some(plus));
 }
+
+/// A measurement, not a test of speed: prints how long saves and loads of a large
+/// state take on loopback. Run with
+/// `cargo test --release -p portcullis-registry --all-features big_state -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement; run by hand"]
+async fn measure_big_state() {
+    let server = RedisServer::start().await;
+    let store = server.store().await;
+    let mut services = BTreeMap::new();
+    let lease = now_unix_ms() + 600_000;
+    for s in 0..200 {
+        let mut endpoints = BTreeMap::new();
+        for e in 0..50 {
+            endpoints.insert(
+                format!("e{e}"),
+                Endpoint {
+                    spec: EndpointSpec::new(format!("http://10.0.{s}.{e}:8080")),
+                    lease_expires: lease,
+                },
+            );
+        }
+        services.insert(
+            format!("svc{s}"),
+            ServiceEntry {
+                spec: ServiceSpec::new(vec![RouteSpec::new(format!("/svc{s}/"))]),
+                endpoints,
+            },
+        );
+    }
+    let state = StoredState::new(services);
+    let t = Instant::now();
+    store.save(&state).await.unwrap();
+    eprintln!("seed 200 services x 50 endpoints: {:?}", t.elapsed());
+    let t = Instant::now();
+    assert_eq!(store.load().await.unwrap(), Some(state.clone()));
+    eprintln!("load: {:?}", t.elapsed());
+    let mut beat = state.clone();
+    if let Some(ep) = beat
+        .services
+        .get_mut("svc7")
+        .and_then(|s| s.endpoints.get_mut("e3"))
+    {
+        ep.lease_expires += 1000;
+    }
+    let t = Instant::now();
+    store.save(&beat).await.unwrap();
+    eprintln!("one heartbeat among 10,000 endpoints: {:?}", t.elapsed());
+}
