@@ -166,6 +166,10 @@ fn exporter() -> anyhow::Result<portcullis_metrics::Exporter> {
         return Ok(e.clone());
     }
     let e = portcullis_metrics::Exporter::install().context("installing the metrics recorder")?;
+    // The help text of the metrics other crates emit.
+    portcullis_registry::describe_metrics();
+    portcullis_health::describe_metrics();
+    portcullis_ratelimit::describe_metrics();
     Ok(EXPORTER.get_or_init(|| e).clone())
 }
 

@@ -36,6 +36,85 @@ pub struct Config {
     /// Named filter chains that registered services refer to by name
     /// (`"filters": "<name>"` in their registration).
     pub filter_sets: BTreeMap<String, Vec<Spanned<FilterConfig>>>,
+    /// `[rate_limit]`: what every rate limit shares (key cap, sweep, store).
+    pub rate_limit: RateLimitSettings,
+    /// `[[rate_limits]]`: named limits that routes' `rate_limit` filters use.
+    /// A limit used by several routes counts their requests together.
+    pub rate_limits: Vec<Spanned<portcullis_ratelimit::LimitConfig>>,
+}
+
+/// `[rate_limit]`: settings shared by every `[[rate_limits]]` limit.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Most keys tracked in memory per limit; new keys past it share one
+    /// overflow key. Default: 100000.
+    pub max_keys: usize,
+    /// How often idle keys are swept from memory. Default: 60s.
+    #[serde(with = "duration_str")]
+    pub sweep_interval: Duration,
+    /// Where the limits' state lives: `{ kind = "local" }` (default) or
+    /// `{ kind = "redis", url = "redis://…", on_failure = "fail_open", … }` for
+    /// limits shared by a fleet of gateways.
+    pub store: Option<Spanned<portcullis_ratelimit::StoreConfig>>,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        let d = portcullis_ratelimit::RateLimitConfig::new();
+        Self {
+            max_keys: d.max_keys,
+            sweep_interval: d.sweep_interval,
+            store: None,
+        }
+    }
+}
+
+/// One limit name or several, in a route's `rate_limit` filter.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum LimitNames {
+    /// `rate_limit = "per_ip"`.
+    One(String),
+    /// `rate_limit = ["per_ip", "per_user"]`.
+    Many(Vec<String>),
+}
+
+impl LimitNames {
+    /// The names, in order.
+    pub fn names(&self) -> &[String] {
+        match self {
+            LimitNames::One(n) => std::slice::from_ref(n),
+            LimitNames::Many(v) => v,
+        }
+    }
+}
+
+impl Config {
+    /// The rate-limit layer config of the limit `limit`: the limit, the shared
+    /// settings, and the server's trusted proxies (for `client_ip` keys).
+    pub fn rate_limit_config(
+        &self,
+        limit: &portcullis_ratelimit::LimitConfig,
+    ) -> portcullis_ratelimit::RateLimitConfig {
+        let s = &self.rate_limit;
+        portcullis_ratelimit::RateLimitConfig::new()
+            .limit(limit.clone())
+            .max_keys(s.max_keys)
+            .sweep_interval(s.sweep_interval)
+            .trusted_proxies(
+                self.server
+                    .trusted_proxies
+                    .iter()
+                    .map(|c| c.get_ref().clone()),
+            )
+            .store(
+                s.store
+                    .as_ref()
+                    .map(|st| st.get_ref().clone())
+                    .unwrap_or_default(),
+            )
+    }
 }
 
 /// `[registry]`: what registrations may point at, and where they are kept.
@@ -225,6 +304,9 @@ pub enum FilterConfig {
     Timeout(#[serde(with = "duration_str")] Duration),
     /// The whole exchange with the upstream on this route, response body included.
     RequestTimeout(#[serde(with = "duration_str")] Duration),
+    /// Before: count the request against these `[[rate_limits]]` (in order; the
+    /// first listed counts first); 429 `rate_limited` past one.
+    RateLimit(LimitNames),
     /// Which failures of idempotent requests without a body are sent again to
     /// another endpoint (`{ on = ["gateway_error", "timeout"], attempts = 2 }`);
     /// connect failures are retried on every route.
@@ -244,6 +326,7 @@ impl FilterConfig {
             FilterConfig::Timeout(_) => "timeout",
             FilterConfig::RequestTimeout(_) => "request_timeout",
             FilterConfig::Retry(_) => "retry",
+            FilterConfig::RateLimit(_) => "rate_limit",
         }
     }
 }
@@ -568,6 +651,36 @@ impl Config {
                 &mut at,
             );
         }
+        let mut limit_names = HashSet::new();
+        for l in &self.rate_limits {
+            let limit = l.get_ref();
+            if !limit_names.insert(limit.name.as_str()) {
+                at(
+                    l.span(),
+                    format!("rate limit {:?} is defined twice", limit.name),
+                );
+            }
+            // The shared settings are checked once, below.
+            let one = portcullis_ratelimit::RateLimitConfig::new().limit(limit.clone());
+            if let Err(errs) = one.validate() {
+                for e in errs {
+                    at(l.span(), format!("rate limit {:?}: {e}", limit.name));
+                }
+            }
+        }
+        let settings = self
+            .rate_limit_config(&portcullis_ratelimit::LimitConfig::new(
+                "settings",
+                1,
+                Duration::from_secs(1),
+            ))
+            .trusted_proxies(Vec::<String>::new());
+        if let Err(errs) = settings.validate() {
+            let span = self.rate_limit.store.as_ref().map_or(0..0, Spanned::span);
+            for e in errs {
+                at(span.clone(), format!("rate_limit: {e}"));
+            }
+        }
         for (name, filters) in &self.filter_sets {
             if name.is_empty()
                 || !name
@@ -676,6 +789,20 @@ impl Config {
                 FilterConfig::BodyLimit(0) => bad("must be greater than 0".into()),
                 FilterConfig::Timeout(d) if d.is_zero() => {
                     bad("must be greater than 0s".into());
+                }
+                FilterConfig::RateLimit(names) => {
+                    let names = names.names();
+                    if names.is_empty() {
+                        bad("lists no limit".into());
+                    }
+                    for (i, n) in names.iter().enumerate() {
+                        if !self.rate_limits.iter().any(|l| &l.get_ref().name == n) {
+                            bad(format!("unknown limit {n:?} (no [[rate_limits]] named so)"));
+                        }
+                        if names[..i].contains(n) {
+                            bad(format!("names limit {n:?} twice"));
+                        }
+                    }
                 }
                 FilterConfig::Retry(p) => {
                     if let Some(n) = p.attempts.filter(|n| *n > portcullis_proxy::MAX_RETRIES) {
@@ -837,6 +964,47 @@ retry = { on = [] }
         );
         let ok = "[[services]]\nname = \"a\"\nendpoints = [\"http://127.0.0.1:1\"]\n[[routes]]\nservice = \"a\"\n[[routes.filters]]\nretry = { on = [\"5xx\", \"timeout\", \"reset\", \"connect_failure\"] }\n";
         assert!(parse(ok).is_ok());
+    }
+
+    #[test]
+    fn rate_limit_mistakes_are_reported_at_their_lines() {
+        let text = "\
+[rate_limit]
+store = { kind = \"redis\", url = \"http://not-redis\" }
+
+[[rate_limits]]
+name = \"zero\"
+rate = 0
+
+[[rate_limits]]
+name = \"ok\"
+rate = 5
+
+[[services]]
+name = \"a\"
+endpoints = [\"http://127.0.0.1:1\"]
+
+[[routes]]
+service = \"a\"
+[[routes.filters]]
+rate_limit = [\"ok\", \"nope\"]
+";
+        let errs = parse(text).unwrap_err();
+        let lines: Vec<_> = errs.iter().map(|m| m.line).collect();
+        assert_eq!(lines, [Some(2), Some(4), Some(18)], "{errs:?}");
+        assert!(errs[0].reason.contains("not a valid Redis URL"), "{errs:?}");
+        assert!(errs[1].reason.contains("\"zero\""), "{errs:?}");
+        assert!(
+            errs[2].reason.contains("unknown limit \"nope\""),
+            "{errs:?}"
+        );
+        // A negative rate and an unknown key kind are syntax errors, located.
+        let errs = parse("[[rate_limits]]\nname = \"n\"\nrate = -1\n").unwrap_err();
+        assert_eq!(errs[0].line, Some(3), "{errs:?}");
+        let errs =
+            parse("[[rate_limits]]\nname = \"n\"\nrate = 1\nkey = \"cookie\"\n").unwrap_err();
+        assert!(errs[0].reason.contains("cookie"), "{errs:?}");
+        assert!(errs[0].line.is_some(), "{errs:?}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use portcullis_headers::{HeaderRules, RequestHeaders, RequestHeadersLayer, Respo
 use portcullis_hop::{HopByHop, HopByHopLayer};
 use portcullis_metrics::{InFlightLayer, Metrics, MetricsLayer};
 use portcullis_proxy::{Proxy, ProxyClient, Upstream};
+use portcullis_ratelimit::RateLimitLayer;
 use portcullis_registry::Snapshot;
 use portcullis_router::{HeaderPredicate, RouteSpec, Router};
 use tower::util::BoxCloneSyncService;
@@ -74,8 +75,14 @@ struct RoutesInner {
     proxies: HashMap<String, Proxy>,
     /// The auth policies, by name.
     auth: BTreeMap<String, AuthLayer>,
+    /// The rate limits, by name, with the config each was built from (a reload
+    /// keeps the state of a limit whose config did not change).
+    limits: Limits,
     table: ArcSwap<Router<RouteService>>,
 }
+
+/// Rate-limit layers by name, with the config each was built from.
+type Limits = BTreeMap<String, (portcullis_ratelimit::RateLimitConfig, RateLimitLayer)>;
 
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,7 +95,7 @@ impl std::fmt::Debug for Routes {
 impl RoutesInner {
     /// The static part of a validated config. Auth policies with a JWKS URL
     /// start their refresh tasks, so this runs inside the runtime.
-    fn new(config: &Config) -> anyhow::Result<Self> {
+    fn new(config: &Config, previous: Option<&RoutesInner>) -> anyhow::Result<Self> {
         let client = ProxyClient::new(config.proxy.clone())
             .map_err(|errs| anyhow!("invalid [proxy] settings: {errs:?}"))?;
         let mut proxies = HashMap::new();
@@ -110,11 +117,27 @@ impl RoutesInner {
                 .with_context(|| format!("auth policy {name:?}"))?;
             auth.insert(name.clone(), layer);
         }
+        let mut limits = Limits::new();
+        for l in &config.rate_limits {
+            let name = &l.get_ref().name;
+            let rc = config.rate_limit_config(l.get_ref());
+            let kept = previous
+                .and_then(|p| p.limits.get(name))
+                .filter(|(old, _)| *old == rc)
+                .map(|(_, layer)| layer.clone());
+            let layer = match kept {
+                Some(layer) => layer,
+                None => RateLimitLayer::from_config(&rc)
+                    .with_context(|| format!("rate limit {name:?}"))?,
+            };
+            limits.insert(name.clone(), (rc, layer));
+        }
         Ok(RoutesInner {
             config: config.clone(),
             client,
             proxies,
             auth,
+            limits,
             table: ArcSwap::from_pointee(Router::builder().build().map_err(|e| anyhow!("{e:?}"))?),
         })
     }
@@ -124,7 +147,7 @@ impl Routes {
     /// The static table of a validated config. Auth policies with a JWKS URL start
     /// their refresh tasks, so this runs inside the runtime.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let inner = RoutesInner::new(config)?;
+        let inner = RoutesInner::new(config, None)?;
         let services = Arc::new(crate::services::Services::default());
         let table = inner.build(&services, None)?;
         inner.table.store(Arc::new(table));
@@ -221,7 +244,7 @@ impl Routes {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let inner = RoutesInner::new(config)?;
+        let inner = RoutesInner::new(config, Some(&self.current.load()))?;
         let table = inner.build(&self.services, Some((snapshot, now_ms, resolved)))?;
         inner.table.store(Arc::new(table));
         self.current.store(Arc::new(inner));
@@ -253,7 +276,7 @@ impl RoutesInner {
                 })?;
             let spec =
                 route_spec(r).map_err(|errs| anyhow!("route {:?}: {errs:?}", r.path.get_ref()))?;
-            let chain = route_chain(r, proxy, &auth, config.server.max_body)?;
+            let chain = route_chain(r, proxy, &auth, &self.limits, config.server.max_body)?;
             router = router.route(spec, chain);
         }
         if let Some((snapshot, now, resolved)) = registered {
@@ -288,7 +311,13 @@ impl RoutesInner {
                         registered_chain(proxy.clone(), config.server.max_body)
                     } else {
                         let rc = registered_route_config(name, r, filters.clone());
-                        route_chain(&rc, proxy.clone(), &auth, config.server.max_body)?
+                        route_chain(
+                            &rc,
+                            proxy.clone(),
+                            &auth,
+                            &self.limits,
+                            config.server.max_body,
+                        )?
                     };
                     router = router.route(spec, chain);
                 }
@@ -585,6 +614,7 @@ fn route_chain(
     r: &RouteConfig,
     proxy: Proxy,
     auth: &BTreeMap<&str, AuthLayer>,
+    limits: &Limits,
     default_max_body: u64,
 ) -> anyhow::Result<RouteService> {
     let mut proxy = proxy;
@@ -635,6 +665,14 @@ fn route_chain(
                 steps.push(Step::Request(RequestHeadersLayer::new(rules)));
             }
             FilterConfig::LengthRequired(true) => steps.push(Step::LengthRequired),
+            FilterConfig::RateLimit(names) => {
+                for name in names.names() {
+                    let (_, layer) = limits
+                        .get(name)
+                        .ok_or_else(|| anyhow!("unknown rate limit {name:?}"))?;
+                    steps.push(Step::RateLimit(layer.clone()));
+                }
+            }
             _ => {}
         }
     }
@@ -658,6 +696,7 @@ enum Step {
     Auth(AuthLayer),
     Request(RequestHeadersLayer),
     Response(ResponseHeadersLayer),
+    RateLimit(RateLimitLayer),
     LengthRequired,
 }
 
@@ -696,6 +735,7 @@ impl Step {
             Step::Auth(l) => finish(l.layer(svc), outermost),
             Step::Request(l) => finish(l.layer(svc), outermost),
             Step::Response(l) => finish(l.layer(svc), outermost),
+            Step::RateLimit(l) => finish(l.layer(svc), outermost),
             Step::LengthRequired => finish(LengthRequiredLayer::new().layer(svc), outermost),
         }
     }

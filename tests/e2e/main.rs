@@ -27,6 +27,7 @@ mod large_bodies;
 mod listener;
 mod metrics;
 mod paths;
+mod rate_limit;
 mod registration;
 mod reload;
 mod responses;

@@ -59,6 +59,25 @@ impl Client {
         }
     }
 
+    /// Connects from `local` (any 127.0.0.0/8 address works on loopback), so
+    /// that the gateway sees another client IP.
+    pub(crate) async fn connect_from(addr: SocketAddr, local: std::net::IpAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .expect("bind the client's address");
+        let stream = tokio::time::timeout(IO_TIMEOUT, socket.connect(addr))
+            .await
+            .expect("connect: timed out")
+            .expect("connect to the gateway");
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        Self {
+            r: Reader::new(r, IO_TIMEOUT),
+            w,
+        }
+    }
+
     /// Writes exact bytes.
     pub(crate) async fn send(&mut self, bytes: &[u8]) {
         tokio::time::timeout(IO_TIMEOUT, self.w.write_all(bytes))
