@@ -288,7 +288,8 @@ impl RoutesInner {
                 let proxy =
                     match services.apply(name, entry, snapshot.live_endpoints(name, now), resolved)
                     {
-                        Some(balance) => Proxy::balanced(self.client.clone(), balance),
+                        Some(balance) => Proxy::balanced(self.client.clone(), balance)
+                            .retry_budget(services.budget(name, config.proxy.retry_budget_percent)),
                         None => Proxy::new(self.client.clone(), Vec::new()),
                     };
                 // The service's filter set from the config, as if its routes

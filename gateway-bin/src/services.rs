@@ -64,6 +64,8 @@ struct Runtime {
 #[derive(Default)]
 pub struct Services {
     runtimes: Mutex<HashMap<String, Runtime>>,
+    /// Each service's retry budget, kept across rebuilds of its proxy.
+    budgets: Mutex<HashMap<String, portcullis_proxy::RetryBudget>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -215,5 +217,22 @@ impl Services {
             Err(poisoned) => poisoned.into_inner(),
         };
         runtimes.retain(|name, _| registered(name));
+        let mut budgets = match self.budgets.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        budgets.retain(|name, _| registered(name));
+    }
+
+    /// The retry budget of the service `name` (made with `percent` the first time).
+    pub fn budget(&self, name: &str, percent: u32) -> portcullis_proxy::RetryBudget {
+        let mut budgets = match self.budgets.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        budgets
+            .entry(name.to_owned())
+            .or_insert_with(|| portcullis_proxy::RetryBudget::new(percent))
+            .clone()
     }
 }

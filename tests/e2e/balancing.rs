@@ -142,11 +142,17 @@ async fn an_origin_killed_under_load_is_ejected_and_no_request_fails() {
     // probes 100 ms apart, whichever comes first.
     let ejected = until_available(&gw, "web", "doomed", false, Duration::from_secs(2)).await;
     let took = ejected - killed;
-    assert!(took < Duration::from_millis(800), "ejected after {took:?}");
+    // (Measured by polling the admin API, on a machine running other tests.)
+    assert!(took < Duration::from_millis(1500), "ejected after {took:?}");
 
     // Traffic goes on for a while after the ejection.
     let after = answered.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while answered.load(Ordering::Relaxed) < after + 100 {
+        assert!(
+            Instant::now() < deadline,
+            "traffic stalled after the ejection"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::Relaxed);

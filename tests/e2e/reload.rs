@@ -156,7 +156,10 @@ async fn reload_swaps_routes_keeps_registrations_and_refuses_bad_configs() {
     assert_eq!(res.status, 200, "{}\n{}", res.dump(), gw.logs());
     assert_eq!(res.body.text(), "one");
 
-    let scrape = gw.scrape().await;
+    // The counter is bumped after the swap: wait for it.
+    let scrape = gw
+        .scrape_until("portcullis_config_reloads_total", &[("outcome", "ok")], 2.0)
+        .await;
     for (outcome, n) in [("ok", 2.0), ("refused", 2.0)] {
         assert_eq!(
             scrape.value("portcullis_config_reloads_total", &[("outcome", outcome)]),

@@ -91,5 +91,5 @@ pub use balance::{Balance, Outcome, Picked};
 pub use body::ProxyBody;
 pub use config::ProxyConfig;
 pub use error::{BoxError, ConfigError, UpstreamOverloaded, UpstreamTimedOut, classify};
-pub use retry::{MAX_RETRIES, RetryOn, RetryPolicy};
+pub use retry::{MAX_RETRIES, RetryBudget, RetryOn, RetryPolicy};
 pub use service::{Proxy, ProxyClient, ResponseFuture, UPSTREAM_RETRIES_TOTAL, Upstream};

@@ -157,9 +157,19 @@ pub(crate) fn idempotent(method: &Method) -> bool {
 
 /// Retries allowed as a share of requests: every request deposits `percent`
 /// hundredths of a retry, every retry withdraws one, and the balance holds at
-/// most [`RetryBudget::RESERVE`] retries — so retries cannot multiply an outage.
+/// most 10 retries (the reserve it starts with) — so retries cannot multiply an
+/// outage.
+///
+/// Clones share the balance: give every [`Proxy`](crate::Proxy) of one service the
+/// same budget ([`Proxy::retry_budget`](crate::Proxy::retry_budget)) so that it
+/// survives rebuilding them. Each proxy has its own by default.
+#[derive(Debug, Clone)]
+pub struct RetryBudget {
+    inner: std::sync::Arc<BudgetInner>,
+}
+
 #[derive(Debug)]
-pub(crate) struct RetryBudget {
+struct BudgetInner {
     /// In hundredths of a retry.
     balance: AtomicI64,
     percent: i64,
@@ -169,24 +179,30 @@ impl RetryBudget {
     /// Retries that can be spent at once, and the starting balance.
     const RESERVE: i64 = 10;
 
-    pub(crate) fn new(percent: u32) -> Self {
+    /// A budget of `percent` retries per 100 requests.
+    pub fn new(percent: u32) -> Self {
         Self {
-            balance: AtomicI64::new(Self::RESERVE * 100),
-            percent: i64::from(percent),
+            inner: std::sync::Arc::new(BudgetInner {
+                balance: AtomicI64::new(Self::RESERVE * 100),
+                percent: i64::from(percent),
+            }),
         }
     }
 
     pub(crate) fn deposit(&self) {
         let cap = Self::RESERVE * 100;
+        let percent = self.inner.percent;
         let _ = self
+            .inner
             .balance
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                Some((b + self.percent).min(cap))
+                Some((b + percent).min(cap))
             });
     }
 
     pub(crate) fn withdraw(&self) -> bool {
-        self.balance
+        self.inner
+            .balance
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
                 (b >= 100).then_some(b - 100)
             })

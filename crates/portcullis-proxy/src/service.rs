@@ -62,7 +62,7 @@ pub struct Proxy {
     client: ProxyClient,
     upstreams: Arc<[Upstream]>,
     balance: Arc<dyn Balance>,
-    budget: Arc<RetryBudget>,
+    budget: RetryBudget,
     timeouts: Timeouts,
     retry: Conditions,
 }
@@ -201,7 +201,7 @@ impl Proxy {
     /// (`retry_budget_percent` of requests), see [`ProxyConfig`]; more failures are
     /// retried as a [`RetryPolicy`] set with [`Proxy::retry`] allows.
     pub fn balanced(client: ProxyClient, balance: Arc<dyn Balance>) -> Self {
-        let budget = Arc::new(RetryBudget::new(client.inner.config.retry_budget_percent));
+        let budget = RetryBudget::new(client.inner.config.retry_budget_percent);
         Self {
             budget,
             client,
@@ -210,6 +210,13 @@ impl Proxy {
             timeouts: Timeouts::default(),
             retry: Conditions::default(),
         }
+    }
+
+    /// Shares `budget` with other proxies (those of one service across rebuilds).
+    #[must_use]
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Retries the failures `policy` lists, where that is safe (see
@@ -415,21 +422,27 @@ where
             break sent;
         }
         let reason = failure.reason();
-        if !retry.budget.withdraw() {
-            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "budget_exhausted", "reason" => reason).increment(1);
-            break sent;
-        }
-        let Some(next) = pick_other(&*retry.balance, &upstream) else {
-            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "no_endpoint", "reason" => reason).increment(1);
-            break sent;
-        };
-        metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "retried", "reason" => reason)
-            .increment(1);
+        // The failure is reported first, so that the balancer's next pick
+        // already counts it (a penalty, a passive-health failure).
         picked.report(match failure {
             Failure::Connect => Outcome::ConnectError,
             Failure::Timeout => Outcome::Timeout,
             Failure::Status(_) | Failure::Reset => Outcome::ServerError,
         });
+        // An endpoint that refused the connection is not tried again at once:
+        // with nothing else to pick, the failure stands.
+        let next = pick_other(&*retry.balance, &upstream)
+            .filter(|n| failure != Failure::Connect || n.upstream != upstream);
+        let Some(next) = next else {
+            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "no_endpoint", "reason" => reason).increment(1);
+            break sent;
+        };
+        if !retry.budget.withdraw() {
+            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "budget_exhausted", "reason" => reason).increment(1);
+            break sent;
+        }
+        metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "retried", "reason" => reason)
+            .increment(1);
         match &sent {
             Ok(Ok(res)) => {
                 tracing::debug!(status = res.status().as_u16(), endpoint = %upstream.id, next = %next.upstream.id, "retrying on another endpoint")
@@ -549,7 +562,7 @@ fn err_ctx_with(ctx: &ErrorContext, cause: Cause) -> ErrorResponse {
 /// What a request needs to be retried.
 struct Retry {
     balance: Arc<dyn Balance>,
-    budget: Arc<RetryBudget>,
+    budget: RetryBudget,
     conditions: Conditions,
 }
 
