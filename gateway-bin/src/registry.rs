@@ -27,6 +27,9 @@ pub struct RunningRegistry {
     pub store: Arc<dyn StateStore>,
     /// The shared store, when registrations live in Redis.
     pub redis: Option<portcullis_registry::RedisStore>,
+    /// Taken by every change of the registry with its save: admin calls, lease
+    /// expiry, resyncs from Redis.
+    pub write_lock: Arc<tokio::sync::Mutex<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -88,6 +91,11 @@ pub async fn start(
                 expired = report.expired,
                 "registrations restored"
             );
+            if let Some(r) = &redis {
+                r.mark_restored(&registry.to_stored())
+                    .await
+                    .context("encoding the restored registrations")?;
+            }
         }
         Err(StoreError::Corrupt {
             path,
@@ -114,6 +122,7 @@ pub async fn start(
         .rebuild(&snapshot, now, &resolve(&snapshot, now).await)
         .context("routes of the stored registrations")?;
 
+    let write_lock = Arc::new(tokio::sync::Mutex::new(()));
     let mut tasks = Vec::new();
     // Every change publishes a new version: rebuild the table for it.
     let mut changes = registry.subscribe();
@@ -129,12 +138,13 @@ pub async fn start(
         }
     }));
     // Lapsed leases: removed, and the removal made durable.
-    let (reg, st) = (registry.clone(), store.clone());
+    let (reg, st, lock) = (registry.clone(), store.clone(), write_lock.clone());
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(EXPIRY_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let _write = lock.lock().await;
             let expired = reg.expire(now_unix_ms());
             if expired.is_empty() {
                 continue;
@@ -152,13 +162,24 @@ pub async fn start(
     // table keeps serving.
     if let Some(r) = &redis {
         let mut notices = r.subscribe();
-        let (reg, st) = (registry.clone(), store.clone());
+        let (reg, st, lock, redis) = (
+            registry.clone(),
+            store.clone(),
+            write_lock.clone(),
+            r.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             while notices.recv().await.is_some() {
+                // Not in the middle of a change and its save on this gateway:
+                // the store's idea of what this registry holds stays true.
+                let _write = lock.lock().await;
                 match st.load().await {
                     Ok(Some(state)) => {
                         let report = reg.restore(state, now_unix_ms());
                         tracing::debug!(services = report.services, endpoints = report.endpoints, "registry resynced");
+                        if let Err(error) = redis.mark_restored(&reg.to_stored()).await {
+                            tracing::warn!(%error, "registry resynced, but the store could not record what it now holds");
+                        }
                     }
                     Ok(None) => {
                         // Nothing stored at all (not even an empty state): Redis
@@ -182,6 +203,7 @@ pub async fn start(
         registry,
         store,
         redis,
+        write_lock,
         tasks,
     })
 }
@@ -276,6 +298,7 @@ impl RunningRegistry {
             self.store.clone(),
             AdminToken::new(token),
         )
+        .write_lock(self.write_lock.clone())
         .reserved_routes(reserved)
         .routes_view(view)
         .filter_sets(filter_sets)

@@ -357,6 +357,16 @@ impl AdminApi {
         self.rules.clone()
     }
 
+    /// The lock every change of the registry takes, shared with whatever else
+    /// changes it and saves (a lease-expiry task, a resync from a shared store),
+    /// so that a change and its save are never interleaved with another.
+    /// Default: a lock of this API's own.
+    #[must_use]
+    pub fn write_lock(mut self, lock: Arc<tokio::sync::Mutex<()>>) -> Self {
+        self.write = lock;
+        self
+    }
+
     /// The hook `POST /api/v1/reload` runs. Default: none (501).
     #[must_use]
     pub fn reload(mut self, hook: ReloadHook) -> Self {

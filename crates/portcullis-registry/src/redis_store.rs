@@ -45,28 +45,35 @@ pub struct RedisOptions {
 /// | key | value | expiry |
 /// | --- | --- | --- |
 /// | `{p}format` | [`STATE_FORMAT`](crate::STATE_FORMAT) | none: marks "a state was stored" |
+/// | `{p}epoch` | a number, new each time a store finds Redis without data | none |
 /// | `{p}svc:{service}` | JSON of the [`ServiceSpec`](crate::ServiceSpec) | none |
 /// | `{p}ep:{service}:{id}` | JSON of the [`Endpoint`] | the lease: `PX` until `lease_expires` |
 /// | `{p}changes` | pub/sub channel: `{sender}:{seq}` after every save | |
 ///
 /// Redis itself drops an endpoint whose lease lapsed. Names and ids never contain `:`.
 ///
-/// [`save`](StateStore::save) writes, in one `MULTI`/`EXEC`, what changed against the
-/// keys this store last loaded or saved: it sets the services and live endpoints whose
-/// JSON differs (a heartbeat changes an endpoint's lease), deletes the keys it knew
-/// that the state no longer holds, leaves every other key alone, then `PUBLISH`es on
-/// `{p}changes`. When `{p}format` is missing (Redis lost its data), the whole state is
-/// written. [`load`](StateStore::load) `SCAN`s and
-/// `MGET`s; it answers `Ok(None)` while `{p}format` is absent. Only portable commands
-/// are used (`GET`, `SET PX`, `MGET`, `DEL`, `SCAN`, `MULTI`/`EXEC`, `PUBLISH`,
-/// `SUBSCRIBE`, `PING`), so Valkey and Dragonfly work too.
+/// [`save`](StateStore::save) writes, in one `MULTI`/`EXEC`, what changed against what
+/// this store takes Redis to hold of its registry — the state it last saved, or the
+/// one its registry restored from a load ([`RedisStore::mark_restored`]): it sets the
+/// services and live endpoints whose JSON differs (a heartbeat changes an endpoint's
+/// lease), deletes the keys it knew that the state no longer holds, leaves every other
+/// key alone, then `PUBLISH`es on `{p}changes`. When `{p}epoch` is missing (Redis lost
+/// its data) or changed (another store re-seeded it), the whole state is written.
+/// [`load`](StateStore::load) `SCAN`s and `MGET`s; it answers `Ok(None)` while
+/// `{p}format` is absent. Only portable commands are used (`GET`, `SET PX`, `MGET`,
+/// `DEL`, `SCAN`, `MULTI`/`EXEC`, `PUBLISH`, `SUBSCRIBE`, `PING`), so Valkey and
+/// Dragonfly work too.
 ///
 /// So gateways of a fleet that change different services or endpoints at the same
 /// time never undo each other's changes, even before they have reloaded: a key this
-/// gateway did not change is not written, and a key it never saw is never deleted.
-/// Two changes of the same service or endpoint: the last writer wins. A save whose
-/// outcome is unknown (the reply timed out) makes the keys it touched "unknown", so
-/// the next save writes or deletes them again.
+/// gateway did not change is not written, and a key it never held is never deleted
+/// (nor one its registry refused when restoring). Two changes of the same service or
+/// endpoint: the last writer wins. A save whose outcome is unknown (the reply timed
+/// out) makes every key it set or deleted "unknown", so the next save writes or
+/// deletes it again. An endpoint whose lease lapsed as far as this store knew is left
+/// for Redis to expire: another gateway may have renewed it. The caller serializes a
+/// change and its save with a load and the restore that follows it (the gateway holds
+/// one lock for both).
 ///
 /// # Failures
 ///
@@ -86,9 +93,9 @@ struct Inner {
     sender: String,
     seq: AtomicU64,
     healthy: AtomicBool,
-    /// Each key (with its JSON) as this store last loaded or saved it; held for the
-    /// whole of a load or save, so that they never interleave.
-    known: tokio::sync::Mutex<BTreeMap<String, String>>,
+    /// What this store takes Redis to hold of its registry; held for the whole of
+    /// a load or save, so that they never interleave.
+    known: tokio::sync::Mutex<Known>,
 }
 
 // === impl RedisOptions ===
@@ -183,7 +190,7 @@ impl RedisStore {
                 sender,
                 seq: AtomicU64::new(0),
                 healthy: AtomicBool::new(false),
-                known: tokio::sync::Mutex::new(BTreeMap::new()),
+                known: tokio::sync::Mutex::new(Known::default()),
             }),
         };
         let _ = store.ping().await;
@@ -274,16 +281,24 @@ impl RedisStore {
             )
             .await?;
         let Some(format) = format else {
-            known.clear();
+            known.keys.clear();
+            known.epoch = None;
             return Ok(None);
         };
+        let epoch: Option<u64> = self
+            .call(
+                "load",
+                redis::cmd("GET")
+                    .arg(self.key("epoch"))
+                    .query_async(&mut conn),
+            )
+            .await?;
         let pattern = format!("{}*", glob_escape(&self.inner.options.key_prefix));
         let keys = self.scan("load", &pattern).await?;
         let svc_prefix = self.key("svc:");
         let ep_prefix = self.key("ep:");
         let mut services = BTreeMap::new();
         let mut endpoints = Vec::new();
-        let mut seen = BTreeMap::new();
         for chunk in keys.chunks(BATCH) {
             let values: Vec<Option<String>> = self
                 .call("load", redis::cmd("MGET").arg(chunk).query_async(&mut conn))
@@ -291,9 +306,6 @@ impl RedisStore {
             for (key, value) in chunk.iter().zip(values) {
                 // A key may expire between SCAN and MGET.
                 let Some(value) = value else { continue };
-                if key.starts_with(&svc_prefix) || key.starts_with(&ep_prefix) {
-                    seen.insert(key.clone(), value.clone());
-                }
                 if let Some(name) = key.strip_prefix(&svc_prefix) {
                     match serde_json::from_str(&value) {
                         Ok(spec) => {
@@ -327,55 +339,93 @@ impl RedisStore {
         }
         let state = StoredState { format, services };
         state.validate().map_err(invalid)?;
-        *known = seen;
+        if epoch != known.epoch {
+            // Another store seeded Redis anew: what this one knew is stale.
+            known.keys.clear();
+            known.epoch = epoch;
+        }
         Ok(Some(state))
     }
 
-    async fn save_inner(&self, state: &StoredState) -> Result<(), StoreError> {
+    /// The keys, JSON and lease (ms left) that `state` is stored as.
+    fn entries(&self, state: &StoredState, now: u64) -> Result<Vec<Entry>, StoreError> {
         let svc_prefix = self.key("svc:");
         let ep_prefix = self.key("ep:");
-        let mut wanted: Vec<(String, String, Option<u64>)> = Vec::new();
-        let now = now_unix_ms();
+        let mut out = Vec::new();
         for (name, entry) in &state.services {
             let spec = serde_json::to_string(&entry.spec).map_err(StoreError::Encode)?;
-            wanted.push((format!("{svc_prefix}{name}"), spec, None));
+            out.push((format!("{svc_prefix}{name}"), spec, None));
             for (id, ep) in &entry.endpoints {
                 let Some(ttl) = ep.lease_expires.checked_sub(now).filter(|t| *t > 0) else {
-                    continue; // lapsed: not written (nor deleted, see below)
+                    continue; // lapsed: not written (nor deleted, see `save_inner`)
                 };
                 let json = serde_json::to_string(ep).map_err(StoreError::Encode)?;
-                wanted.push((format!("{ep_prefix}{name}:{id}"), json, Some(ttl)));
+                out.push((format!("{ep_prefix}{name}:{id}"), json, Some(ttl)));
             }
         }
+        Ok(out)
+    }
+
+    /// Tells the store that its registry now holds `state`, as restored from a
+    /// [`load`](StateStore::load): the next save writes only what changes from
+    /// it, and never deletes what the registry skipped when restoring (another
+    /// gateway's registration this one refuses stays in Redis).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Encode`] when the state cannot be encoded.
+    pub async fn mark_restored(&self, state: &StoredState) -> Result<(), StoreError> {
+        let entries = self.entries(state, now_unix_ms())?;
+        let mut known = self.inner.known.lock().await;
+        known.keys = entries.into_iter().map(|(k, v, _)| (k, v)).collect();
+        Ok(())
+    }
+
+    async fn save_inner(&self, state: &StoredState) -> Result<(), StoreError> {
+        let ep_prefix = self.key("ep:");
+        let now = now_unix_ms();
+        let wanted = self.entries(state, now)?;
         // One save (or load) at a time from this store.
         let mut known = self.inner.known.lock().await;
         let mut conn = self.inner.conn.clone();
-        // A Redis without the format key lost its data (restarted without
-        // persistence, flushed) or never had any: what this store knew is gone,
-        // so the whole state is written.
-        let format: Option<u32> = self
+        // The epoch changes when a store finds Redis without data (restarted
+        // without persistence, flushed) and writes its whole state: what any
+        // store knew before is then stale, so it writes its whole state too.
+        let epoch: Option<u64> = self
             .call(
                 "save",
                 redis::cmd("GET")
-                    .arg(self.key("format"))
+                    .arg(self.key("epoch"))
                     .query_async(&mut conn),
             )
             .await?;
-        if format.is_none() {
-            known.clear();
-        }
         let mut pipe = redis::pipe();
         pipe.atomic();
+        match epoch {
+            Some(e) if known.epoch == Some(e) => {}
+            Some(e) => {
+                known.keys.clear();
+                known.epoch = Some(e);
+            }
+            None => {
+                known.keys.clear();
+                let e = self.inner.seq.load(Ordering::Relaxed)
+                    ^ now.rotate_left(20)
+                    ^ fnv(&self.inner.sender);
+                known.epoch = Some(e);
+                pipe.cmd("SET").arg(self.key("epoch")).arg(e).ignore();
+            }
+        }
         pipe.cmd("SET")
             .arg(self.key("format"))
             .arg(state.format)
             .ignore();
-        let mut changed = Vec::new();
+        let mut touched = Vec::new();
         for (key, value, ttl) in &wanted {
-            if known.get(key) == Some(value) {
+            if known.keys.get(key) == Some(value) {
                 continue;
             }
-            changed.push(key.clone());
+            touched.push(key.clone());
             let cmd = pipe.cmd("SET").arg(key).arg(value);
             if let Some(ttl) = ttl {
                 cmd.arg("PX").arg(*ttl);
@@ -387,6 +437,7 @@ impl RedisStore {
         // whose lease lapsed as far as this store knew is left to Redis, which
         // drops it at the lease it holds: another gateway may have renewed it.
         let gone: Vec<String> = known
+            .keys
             .iter()
             .filter(|(k, v)| {
                 let lapsed = k.starts_with(&ep_prefix)
@@ -399,27 +450,53 @@ impl RedisStore {
             pipe.cmd("DEL").arg(chunk).ignore();
         }
         if let Err(e) = self.call("save", pipe.query_async::<()>(&mut conn)).await {
-            // Applied or not: the keys it set are now of unknown value (set again
-            // next time, or deleted if no longer wanted); the ones it deleted stay
-            // known, so they are deleted again.
-            for key in changed {
-                known.insert(key, String::new());
+            // Applied or not: every key it set or deleted is now of unknown value,
+            // so the next save sets it again if wanted, or deletes it.
+            for key in touched.into_iter().chain(gone) {
+                known.keys.insert(key, String::new());
             }
             return Err(e);
         }
-        *known = wanted.into_iter().map(|(k, v, _)| (k, v)).collect();
+        known.keys = wanted.into_iter().map(|(k, v, _)| (k, v)).collect();
         drop(known);
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         let message = format!("{}:{seq}", self.inner.sender);
-        self.call(
-            "publish",
-            redis::cmd("PUBLISH")
-                .arg(self.key("changes"))
-                .arg(message)
-                .query_async::<()>(&mut conn),
-        )
-        .await
+        // The change is stored: a lost notice only delays the other gateways
+        // until their periodic resync.
+        if let Err(error) = self
+            .call(
+                "publish",
+                redis::cmd("PUBLISH")
+                    .arg(self.key("changes"))
+                    .arg(message)
+                    .query_async::<()>(&mut conn),
+            )
+            .await
+        {
+            tracing::warn!(%error, "registry change saved but not announced; other gateways see it at their next resync");
+        }
+        Ok(())
     }
+}
+
+/// A key to write: its name, JSON, and lease in ms (endpoints only).
+type Entry = (String, String, Option<u64>);
+
+/// What a store takes Redis to hold of its registry.
+#[derive(Default)]
+struct Known {
+    /// Each key with the JSON this store last wrote or restored it as (`""`:
+    /// unknown, after a save whose outcome is unknown).
+    keys: BTreeMap<String, String>,
+    /// The `{p}epoch` this store last saw.
+    epoch: Option<u64>,
+}
+
+/// FNV-1a of a string, to mix a store's id into an epoch.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl StateStore for RedisStore {
@@ -457,12 +534,8 @@ impl fmt::Debug for RedisStore {
 /// A key whose value cannot be read: the load fails (the caller keeps what it
 /// has), and the key becomes "known with an unknown value", so that the next save
 /// deletes it unless the state holds it.
-fn corrupt(
-    known: &mut BTreeMap<String, String>,
-    key: &str,
-    e: &dyn std::fmt::Display,
-) -> StoreError {
-    known.insert(key.to_owned(), String::new());
+fn corrupt(known: &mut Known, key: &str, e: &dyn std::fmt::Display) -> StoreError {
+    known.keys.insert(key.to_owned(), String::new());
     invalid(format!("{key}: {e}"))
 }
 

@@ -165,6 +165,7 @@ async fn save_load_round_trip_and_deletes() {
         [
             "portcullis:ep:droplets:a",
             "portcullis:ep:droplets:b",
+            "portcullis:epoch",
             "portcullis:format",
             "portcullis:svc:droplets",
             "portcullis:svc:volumes",
@@ -274,7 +275,9 @@ async fn save_on_one_gateway_notifies_the_other_within_a_second() {
         .await
         .expect("B notified within 1s")
         .expect("channel open");
-    assert_eq!(b.load().await.unwrap(), Some(s));
+    assert_eq!(b.load().await.unwrap(), Some(s.clone()));
+    // B's registry now holds what it loaded (as the gateway does after restoring).
+    b.mark_restored(&s).await.unwrap();
     // A ignores its own message.
     assert!(
         tokio::time::timeout(Duration::from_millis(300), a_changes.recv())
@@ -441,6 +444,7 @@ async fn gateways_changing_different_things_keep_each_others_changes() {
     }
     a.save(&short).await.unwrap();
     assert_eq!(b.load().await.unwrap(), Some(short.clone()));
+    b.mark_restored(&short).await.unwrap();
     let renewed = only("droplets", &full);
     b.save(&renewed).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -453,6 +457,7 @@ async fn gateways_changing_different_things_keep_each_others_changes() {
         .clear();
     a.save(&expired_on_a).await.unwrap();
     assert_eq!(a.load().await.unwrap(), Some(renewed.clone()));
+    a.mark_restored(&renewed).await.unwrap();
 
     // A deregistration of a live endpoint is a delete.
     let mut without_b = renewed.clone();
@@ -464,6 +469,7 @@ async fn gateways_changing_different_things_keep_each_others_changes() {
         .remove("b");
     a.save(&without_b).await.unwrap();
     assert_eq!(b.load().await.unwrap(), Some(without_b.clone()));
+    b.mark_restored(&without_b).await.unwrap();
 
     // Redis loses its data: the next save writes the whole state again.
     let mut raw = server.raw().await;
@@ -472,7 +478,31 @@ async fn gateways_changing_different_things_keep_each_others_changes() {
     plus.services
         .insert("volumes".to_owned(), full.services["volumes"].clone());
     a.save(&plus).await.unwrap();
-    assert_eq!(b.load().await.unwrap(), Some(plus));
+    assert_eq!(b.load().await.unwrap(), Some(plus.clone()));
+
+    // A registration B's registry refused when restoring (its own policy) is
+    // not B's to delete: B marks what it restored, without it.
+    let mut refused_by_b = plus.clone();
+    refused_by_b.services.remove("volumes");
+    b.mark_restored(&refused_by_b).await.unwrap();
+    let mut b_change = refused_by_b.clone();
+    b_change
+        .services
+        .insert("extra".to_owned(), full.services["volumes"].clone());
+    b.save(&b_change).await.unwrap();
+    let mut both = plus.clone();
+    both.services
+        .insert("extra".to_owned(), full.services["volumes"].clone());
+    assert_eq!(a.load().await.unwrap(), Some(both.clone()));
+
+    // Redis loses its data and A re-seeds it: B, whose knowledge is now stale,
+    // writes its whole state at its next save instead of a diff.
+    let () = redis::cmd("FLUSHALL").query_async(&mut raw).await.unwrap();
+    a.save(&only("droplets", &both)).await.unwrap();
+    b.save(&b_change).await.unwrap();
+    let loaded = a.load().await.unwrap().unwrap();
+    let names: Vec<&String> = loaded.services.keys().collect();
+    assert_eq!(names, ["droplets", "extra"]);
 }
 
 /// A measurement, not a test of speed: prints how long saves and loads of a large
