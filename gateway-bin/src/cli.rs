@@ -173,18 +173,39 @@ fn exporter() -> anyhow::Result<portcullis_metrics::Exporter> {
     Ok(EXPORTER.get_or_init(|| e).clone())
 }
 
-/// Reloads the config file on every SIGHUP (the outcome is logged).
-async fn reload_on_sighup(reloader: crate::reload::Reloader) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGHUP; reload through the admin API only");
-            return;
+/// SIGHUP, caught from the start so that it never ends the process (its default
+/// action): each one reloads the config file once a reloader is given, and is
+/// logged and ignored otherwise.
+struct Hangups {
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn catch() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(s) => Self { signal: Some(s) },
+            Err(error) => {
+                tracing::warn!(%error, "cannot catch SIGHUP");
+                Self { signal: None }
+            }
         }
-    };
-    while hup.recv().await.is_some() {
-        let _ = reloader.reload().await;
+    }
+
+    async fn serve(self, reloader: Option<crate::reload::Reloader>) {
+        let Some(mut signal) = self.signal else {
+            return;
+        };
+        while signal.recv().await.is_some() {
+            match &reloader {
+                Some(r) => {
+                    let _ = r.reload().await;
+                }
+                None => tracing::warn!(
+                    "SIGHUP ignored: this gateway runs without a config file to re-read"
+                ),
+            }
+        }
     }
 }
 
@@ -194,6 +215,7 @@ async fn run(
     with_admin: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mut hangups = Some(Hangups::catch());
     let routes = gateway::Routes::new(&cfg)?;
     let stack = gateway::build_with(&cfg, &routes)?;
     let limits = gateway::limits(&cfg);
@@ -242,7 +264,7 @@ async fn run(
         };
         let (api, reloader) = registry.api(&cfg, &routes, config_path.as_deref())?;
         let app = admin::router(render, Some(api), Some(store_health));
-        let sighup = reloader.map(|r| tokio::spawn(reload_on_sighup(r)));
+        let sighup = hangups.take().map(|h| tokio::spawn(h.serve(reloader)));
         tracing::info!(addr = %admin_addr, "admin listening");
         Some((
             tokio::spawn(admin::serve(admin, app)),
@@ -253,8 +275,12 @@ async fn run(
     } else {
         None
     };
+    let ignored_hangups = hangups.take().map(|h| tokio::spawn(h.serve(None)));
     tracing::info!(addr = %proxy_addr, routes = cfg.routes.len(), "proxy listening");
     server::serve(listener, stack, limits, shutdown).await;
+    if let Some(t) = ignored_hangups {
+        t.abort();
+    }
     if let Some((admin, upkeep, registry, sighup)) = admin_task {
         admin.abort();
         if let Some(u) = upkeep {

@@ -81,6 +81,14 @@ struct RoutesInner {
     table: ArcSwap<Router<RouteService>>,
 }
 
+/// Whether building `policy` reads files (JWT keys in PEM files).
+fn reads_files(policy: &portcullis_auth::AuthConfig) -> bool {
+    match policy {
+        portcullis_auth::AuthConfig::Jwt(jwt) => jwt.keys.iter().any(|k| k.pem_file.is_some()),
+        _ => false,
+    }
+}
+
 /// Rate-limit layers by name, with the config each was built from.
 type Limits = BTreeMap<String, (portcullis_ratelimit::RateLimitConfig, RateLimitLayer)>;
 
@@ -96,25 +104,57 @@ impl RoutesInner {
     /// The static part of a validated config. Auth policies with a JWKS URL
     /// start their refresh tasks, so this runs inside the runtime.
     fn new(config: &Config, previous: Option<&RoutesInner>) -> anyhow::Result<Self> {
-        let client = ProxyClient::new(config.proxy.clone())
-            .map_err(|errs| anyhow!("invalid [proxy] settings: {errs:?}"))?;
+        // A reload keeps what did not change: the pool (warm connections, the
+        // per-upstream caps), the static proxies, and the auth policies (a JWKS
+        // key set already fetched, the verification caches) — except those that
+        // read key files, which a reload is the way to re-read.
+        let kept_client = previous
+            .filter(|p| p.config.proxy == config.proxy)
+            .map(|p| p.client.clone());
+        let client = match &kept_client {
+            Some(c) => c.clone(),
+            None => ProxyClient::new(config.proxy.clone())
+                .map_err(|errs| anyhow!("invalid [proxy] settings: {errs:?}"))?,
+        };
         let mut proxies = HashMap::new();
         for svc in &config.services {
+            let name = svc.name.get_ref();
+            let same = |p: &&RoutesInner| {
+                kept_client.is_some()
+                    && p.config.services.iter().any(|old| {
+                        old.name.get_ref() == name
+                            && old
+                                .endpoints
+                                .iter()
+                                .map(|e| e.get_ref())
+                                .eq(svc.endpoints.iter().map(|e| e.get_ref()))
+                    })
+            };
+            if let Some(proxy) = previous.filter(same).and_then(|p| p.proxies.get(name)) {
+                proxies.insert(name.clone(), proxy.clone());
+                continue;
+            }
             let upstreams = svc
                 .endpoints
                 .iter()
                 .map(|e| Upstream::parse(e.get_ref()))
                 .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("service {}", svc.name.get_ref()))?;
-            proxies.insert(
-                svc.name.get_ref().clone(),
-                Proxy::new(client.clone(), upstreams),
-            );
+                .with_context(|| format!("service {name}"))?;
+            proxies.insert(name.clone(), Proxy::new(client.clone(), upstreams));
         }
         let mut auth = BTreeMap::new();
         for (name, policy) in &config.auth {
-            let layer = AuthLayer::from_config(policy.get_ref())
-                .with_context(|| format!("auth policy {name:?}"))?;
+            let kept = previous
+                .filter(|p| {
+                    p.config.auth.get(name).map(|old| old.get_ref()) == Some(policy.get_ref())
+                        && !reads_files(policy.get_ref())
+                })
+                .and_then(|p| p.auth.get(name));
+            let layer = match kept {
+                Some(layer) => layer.clone(),
+                None => AuthLayer::from_config(policy.get_ref())
+                    .with_context(|| format!("auth policy {name:?}"))?,
+            };
             auth.insert(name.clone(), layer);
         }
         let mut limits = Limits::new();
@@ -236,14 +276,18 @@ impl Routes {
     pub fn reload(
         &self,
         config: &Config,
-        snapshot: &Snapshot,
-        now_ms: u64,
+        registry: &portcullis_registry::Registry,
         resolved: &crate::services::Resolved,
     ) -> anyhow::Result<()> {
         let mut last = match self.fingerprint.lock() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
+        // The registry as it is now, under the lock rebuilds take too: a change
+        // that came in meanwhile is in it (or rebuilt after it).
+        let snapshot = registry.snapshot();
+        let now_ms = portcullis_registry::now_unix_ms();
+        let snapshot = &snapshot;
         let inner = RoutesInner::new(config, Some(&self.current.load()))?;
         let table = inner.build(&self.services, Some((snapshot, now_ms, resolved)))?;
         inner.table.store(Arc::new(table));
@@ -324,14 +368,16 @@ impl RoutesInner {
                 }
             }
         }
+        let table = router
+            .build()
+            .map_err(|errs| anyhow!("routes: {}", join(&errs)))?;
+        // Only once the table is good: a refused one leaves the services be.
         if let Some((snapshot, _, _)) = registered {
             services.retain(&|name| {
                 snapshot.service(name).is_some() && !self.proxies.contains_key(name)
             });
         }
-        router
-            .build()
-            .map_err(|errs| anyhow!("routes: {}", join(&errs)))
+        Ok(table)
     }
 }
 

@@ -100,12 +100,19 @@ impl Reloader {
         if !fixed.is_empty() {
             return Err(fixed);
         }
-        let snapshot = self.inner.registry.snapshot();
-        let now = now_unix_ms();
-        let resolved = crate::registry::resolve(&snapshot, now).await;
+        let in_use = filter_sets_in_use(&self.inner.registry, &next);
+        if !in_use.is_empty() {
+            return Err(in_use);
+        }
+        // Host names resolved first (bounded, off the lock); the snapshot the
+        // table is built from is taken under the routes' lock.
+        let resolved = {
+            let snapshot = self.inner.registry.snapshot();
+            crate::registry::resolve(&snapshot, now_unix_ms()).await
+        };
         self.inner
             .routes
-            .reload(&next, &snapshot, now, &resolved)
+            .reload(&next, &self.inner.registry, &resolved)
             .map_err(|e| vec![format!("{e:#}")])?;
         let (tokens, reserved, filter_sets) = crate::registry::admin_rules(&next);
         self.inner
@@ -141,9 +148,13 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
             ));
         }
     }
-    if gateway::identity_headers(old) != gateway::identity_headers(new)
-        || gateway::access_log_config(old) != gateway::access_log_config(new)
-    {
+    let set = |c: &Config| {
+        gateway::identity_headers(c)
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    if set(old) != set(new) || gateway::access_log_config(old) != gateway::access_log_config(new) {
         out.push(
             "an auth policy's identity_header, API-key header or query parameter changed: \
              the layers that strip and redact them are built at start; restart the gateway for it"
@@ -151,6 +162,24 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
         );
     }
     out
+}
+
+/// A filter set that registered services name and `new` no longer has: their
+/// routes would stop being served, so the reload is refused.
+fn filter_sets_in_use(registry: &Registry, new: &Config) -> Vec<String> {
+    let snapshot = registry.snapshot();
+    snapshot
+        .services()
+        .iter()
+        .filter_map(|(name, entry)| {
+            let set = entry.spec.filters.as_ref()?;
+            (!new.filter_sets.contains_key(set)).then(|| {
+                format!(
+                    "filter set {set:?} is used by the registered service {name:?}: keep it, or re-register the service without it first"
+                )
+            })
+        })
+        .collect()
 }
 
 /// Serializing config sections of different types through one signature.

@@ -169,3 +169,50 @@ async fn reload_swaps_routes_keeps_registrations_and_refuses_bad_configs() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_never_ends_a_gateway_without_a_config_file() {
+    let origin = named_origin("one").await;
+    let gw = Gateway::proxy(&[&origin.url()], &[]).await;
+    gw.hangup().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let res = exchange(&gw, &get("/x")).await;
+    assert_eq!(res.status, 200, "{}\n{}", res.dump(), gw.logs());
+    assert!(gw.logs().contains("SIGHUP ignored"), "{}", gw.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_drops_a_filter_set_in_use_is_refused() {
+    let registered = named_origin("registered").await;
+    let state = TempDir::new();
+    let with_set = format!(
+        "{}[[filter_sets.web]]\nresponse_headers = {{ add = {{ \"x-set\" = \"web\" }} }}\n",
+        head(&state)
+    );
+    let gw = Gateway::run_file_with_env(
+        TempDir::new(),
+        &with_set,
+        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    let body = json!({ "routes": [ { "path": "/reg/" } ], "filters": "web" }).to_string();
+    let res = api(&gw, "PUT", "/api/v1/services/reg", Some(TOKEN), Some(&body)).await;
+    assert_eq!(res.status, 201, "{}", res.dump());
+    let res = put_endpoint(&gw, "reg", "e1", &registered.url(), "1h").await;
+    assert_eq!(res.status, 201, "{}", res.dump());
+    let res = until_status(&gw, "/reg/x", 200, Duration::from_secs(1)).await;
+    assert_eq!(res.head.get("x-set"), Some("web"), "{}", res.dump());
+
+    gw.rewrite_config(&head(&state));
+    let res = reload(&gw).await;
+    assert_eq!(res.status, 422, "{}", res.dump());
+    assert!(
+        res.json()["reasons"]
+            .to_string()
+            .contains("\\\"web\\\" is used by the registered service \\\"reg\\\""),
+        "{}",
+        res.dump()
+    );
+    let res = exchange(&gw, &get("/reg/x")).await;
+    assert_eq!(res.head.get("x-set"), Some("web"), "{}", res.dump());
+}

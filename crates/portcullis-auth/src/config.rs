@@ -22,7 +22,7 @@ use crate::JwtAlgorithm;
 ///
 /// Each section rejects unknown keys. Build a layer with
 /// [`AuthLayer::from_config`](crate::AuthLayer::from_config), which validates first.
-#[derive(Deserialize, Serialize, Debug, Clone)]
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuthConfig {
     /// `type = "api_key"`: a key in a header or a query parameter.
@@ -34,7 +34,7 @@ pub enum AuthConfig {
 }
 
 /// `type = "api_key"`: clients send a key in a header or a query parameter.
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiKeyConfig {
     /// The request header that carries the key. Set exactly one of `header` and
@@ -57,7 +57,7 @@ pub struct ApiKeyConfig {
 }
 
 /// One accepted API key.
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiKeyEntry {
     /// The identity the key stands for. Required. Default: empty.
@@ -68,7 +68,7 @@ pub struct ApiKeyEntry {
 }
 
 /// `type = "basic"`: HTTP Basic authentication.
-#[derive(Deserialize, Serialize, Debug, Clone)]
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BasicConfig {
     /// The realm named in the `WWW-Authenticate` challenge. Default: `portcullis`.
@@ -101,7 +101,7 @@ pub struct BasicConfig {
 }
 
 /// One HTTP Basic user.
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BasicUserEntry {
     /// The user name, which is also the identity. Required. Default: empty.
@@ -112,7 +112,7 @@ pub struct BasicUserEntry {
 }
 
 /// `type = "jwt"`: a signed JWT in `Authorization: Bearer <token>`.
-#[derive(Deserialize, Serialize, Debug, Clone)]
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
     /// The realm named in the `WWW-Authenticate` challenge. Default: `portcullis`.
@@ -164,7 +164,7 @@ pub struct JwtConfig {
 /// `HS256` takes a `secret`; the others take exactly one of `pem` and `pem_file`
 /// (an SPKI public key, `-----BEGIN PUBLIC KEY-----`; RSA also as
 /// `-----BEGIN RSA PUBLIC KEY-----`).
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtKeyConfig {
     /// The key id matched against the token's `kid` header. Default: none (the
