@@ -91,29 +91,26 @@ impl LimitNames {
 }
 
 impl Config {
-    /// The rate-limit layer config of the limit `limit`: the limit, the shared
-    /// settings, and the server's trusted proxies (for `client_ip` keys).
-    pub fn rate_limit_config(
+    /// The rate-limit settings with `limits` (every route's layer is a selection
+    /// of one layer over all `[[rate_limits]]`, so they share state and store).
+    pub fn rate_limit_config<'a>(
         &self,
-        limit: &portcullis_ratelimit::LimitConfig,
+        limits: impl IntoIterator<Item = &'a portcullis_ratelimit::LimitConfig>,
     ) -> portcullis_ratelimit::RateLimitConfig {
         let s = &self.rate_limit;
-        portcullis_ratelimit::RateLimitConfig::new()
-            .limit(limit.clone())
+        let mut c = portcullis_ratelimit::RateLimitConfig::new()
             .max_keys(s.max_keys)
             .sweep_interval(s.sweep_interval)
-            .trusted_proxies(
-                self.server
-                    .trusted_proxies
-                    .iter()
-                    .map(|c| c.get_ref().clone()),
-            )
             .store(
                 s.store
                     .as_ref()
                     .map(|st| st.get_ref().clone())
                     .unwrap_or_default(),
-            )
+            );
+        for l in limits {
+            c = c.limit(l.clone());
+        }
+        c
     }
 }
 
@@ -660,22 +657,20 @@ impl Config {
                     format!("rate limit {:?} is defined twice", limit.name),
                 );
             }
-            // The shared settings are checked once, below.
-            let one = portcullis_ratelimit::RateLimitConfig::new().limit(limit.clone());
-            if let Err(errs) = one.validate() {
-                for e in errs {
+            // With the store (some checks depend on it); the settings' own
+            // mistakes are reported once, below.
+            let settings_only = self
+                .rate_limit_config([])
+                .validate()
+                .err()
+                .unwrap_or_default();
+            if let Err(errs) = self.rate_limit_config([limit]).validate() {
+                for e in errs.iter().filter(|e| !settings_only.contains(e)) {
                     at(l.span(), format!("rate limit {:?}: {e}", limit.name));
                 }
             }
         }
-        let settings = self
-            .rate_limit_config(&portcullis_ratelimit::LimitConfig::new(
-                "settings",
-                1,
-                Duration::from_secs(1),
-            ))
-            .trusted_proxies(Vec::<String>::new());
-        if let Err(errs) = settings.validate() {
+        if let Err(errs) = self.rate_limit_config([]).validate() {
             let span = self.rate_limit.store.as_ref().map_or(0..0, Spanned::span);
             for e in errs {
                 at(span.clone(), format!("rate_limit: {e}"));
@@ -750,6 +745,8 @@ impl Config {
                 format!("{owner} has {auths} auth filters; one route takes one auth policy"),
             );
         }
+        let mut auth_before = false;
+        let mut used_limits: Vec<String> = Vec::new();
         for f in filters {
             let kind = f.get_ref().kind();
             let mut bad = |reason: String| at(f.span(), format!("filter {kind}: {reason}"));
@@ -796,13 +793,25 @@ impl Config {
                         bad("lists no limit".into());
                     }
                     for (i, n) in names.iter().enumerate() {
-                        if !self.rate_limits.iter().any(|l| &l.get_ref().name == n) {
+                        let Some(limit) = self.rate_limits.iter().find(|l| &l.get_ref().name == n)
+                        else {
                             bad(format!("unknown limit {n:?} (no [[rate_limits]] named so)"));
-                        }
-                        if names[..i].contains(n) {
+                            continue;
+                        };
+                        if names[..i].contains(n) || used_limits.contains(n) {
                             bad(format!("names limit {n:?} twice"));
                         }
+                        let by_identity = limit
+                            .get_ref()
+                            .key
+                            .contains(&portcullis_ratelimit::KeyPart::Identity);
+                        if by_identity && !auth_before {
+                            bad(format!(
+                                "limit {n:?} is keyed by identity but no auth filter comes before it: every request would share one \"anonymous\" key"
+                            ));
+                        }
                     }
+                    used_limits.extend(names.iter().cloned());
                 }
                 FilterConfig::Retry(p) => {
                     if let Some(n) = p.attempts.filter(|n| *n > portcullis_proxy::MAX_RETRIES) {
@@ -820,6 +829,7 @@ impl Config {
                 }
                 _ => {}
             }
+            auth_before |= matches!(f.get_ref(), FilterConfig::Auth(_));
         }
     }
 }
@@ -998,6 +1008,17 @@ rate_limit = [\"ok\", \"nope\"]
             errs[2].reason.contains("unknown limit \"nope\""),
             "{errs:?}"
         );
+        // An identity-keyed limit needs an auth filter before it.
+        let errs = parse(
+            "[auth.k]\ntype = \"api_key\"\nheader = \"x-k\"\nkeys = [ { identity = \"a\", sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\" } ]\n\
+             [[rate_limits]]\nname = \"per_user\"\nkey = \"identity\"\nrate = 5\n\
+             [[services]]\nname = \"a\"\nendpoints = [\"http://127.0.0.1:1\"]\n\
+             [[routes]]\nservice = \"a\"\n[[routes.filters]]\nrate_limit = \"per_user\"\n\
+             [[routes.filters]]\nauth = \"k\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].reason.contains("keyed by identity"), "{errs:?}");
         // A negative rate and an unknown key kind are syntax errors, located.
         let errs = parse("[[rate_limits]]\nname = \"n\"\nrate = -1\n").unwrap_err();
         assert_eq!(errs[0].line, Some(3), "{errs:?}");

@@ -75,8 +75,8 @@ struct RoutesInner {
     proxies: HashMap<String, Proxy>,
     /// The auth policies, by name.
     auth: BTreeMap<String, AuthLayer>,
-    /// The rate limits, by name, with the config each was built from (a reload
-    /// keeps the state of a limit whose config did not change).
+    /// The layer over every rate limit, with the config it was built from (a
+    /// reload keeps it, and the limits' counts, when that did not change).
     limits: Limits,
     table: ArcSwap<Router<RouteService>>,
 }
@@ -89,8 +89,8 @@ fn reads_files(policy: &portcullis_auth::AuthConfig) -> bool {
     }
 }
 
-/// Rate-limit layers by name, with the config each was built from.
-type Limits = BTreeMap<String, (portcullis_ratelimit::RateLimitConfig, RateLimitLayer)>;
+/// The layer over every rate limit, with the config it was built from.
+type Limits = Option<(portcullis_ratelimit::RateLimitConfig, RateLimitLayer)>;
 
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -157,21 +157,20 @@ impl RoutesInner {
             };
             auth.insert(name.clone(), layer);
         }
-        let mut limits = Limits::new();
-        for l in &config.rate_limits {
-            let name = &l.get_ref().name;
-            let rc = config.rate_limit_config(l.get_ref());
-            let kept = previous
-                .and_then(|p| p.limits.get(name))
-                .filter(|(old, _)| *old == rc)
-                .map(|(_, layer)| layer.clone());
-            let layer = match kept {
-                Some(layer) => layer,
-                None => RateLimitLayer::from_config(&rc)
-                    .with_context(|| format!("rate limit {name:?}"))?,
-            };
-            limits.insert(name.clone(), (rc, layer));
-        }
+        // One layer over every limit; each route takes a selection of it.
+        let rc = config.rate_limit_config(config.rate_limits.iter().map(|l| l.get_ref()));
+        let kept = previous
+            .and_then(|p| p.limits.as_ref())
+            .filter(|(old, _)| *old == rc)
+            .map(|(_, layer)| layer.clone());
+        let limits = match kept {
+            Some(layer) => Some((rc, layer)),
+            None if config.rate_limits.is_empty() => None,
+            None => {
+                let layer = RateLimitLayer::from_config(&rc).context("rate limits")?;
+                Some((rc, layer))
+            }
+        };
         Ok(RoutesInner {
             config: config.clone(),
             client,
@@ -698,6 +697,7 @@ fn route_chain(
             steps.push(Step::Response(ResponseHeadersLayer::new(rules)));
         }
     }
+    let mut limited = false;
     for f in &r.filters {
         match f.get_ref() {
             FilterConfig::Auth(name) => {
@@ -712,13 +712,26 @@ fn route_chain(
                 steps.push(Step::Request(RequestHeadersLayer::new(rules)));
             }
             FilterConfig::LengthRequired(true) => steps.push(Step::LengthRequired),
-            FilterConfig::RateLimit(names) => {
-                for name in names.names() {
-                    let (_, layer) = limits
-                        .get(name)
-                        .ok_or_else(|| anyhow!("unknown rate limit {name:?}"))?;
-                    steps.push(Step::RateLimit(layer.clone()));
-                }
+            // Every rate limit of the route in one layer, where the first
+            // `rate_limit` filter stands: a request is counted by all of them or
+            // by none.
+            FilterConfig::RateLimit(_) if !limited => {
+                limited = true;
+                let names: Vec<&str> = r
+                    .filters
+                    .iter()
+                    .filter_map(|f| match f.get_ref() {
+                        FilterConfig::RateLimit(n) => Some(n.names()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .map(String::as_str)
+                    .collect();
+                let (_, all) = limits
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("rate_limit filter without [[rate_limits]]"))?;
+                let layer = all.select(&names).context("rate_limit filter")?;
+                steps.push(Step::RateLimit(layer));
             }
             _ => {}
         }

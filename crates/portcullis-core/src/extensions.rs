@@ -11,6 +11,16 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// The client's IP address as far as the gateway can tell: the TCP peer, or the
+/// address a trusted proxy put in `X-Forwarded-For` (canonical: IPv4-mapped IPv6
+/// as IPv4).
+///
+/// Set by `portcullis-forwarded`'s `ForwardedLayer`, which alone decides which
+/// peers are trusted proxies; layers that key on the client (rate limits) read it,
+/// and fall back to [`PeerAddr`] when it is absent — never to a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// The local address the client connected to, set by the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalAddr(pub SocketAddr);

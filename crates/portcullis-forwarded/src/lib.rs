@@ -147,6 +147,9 @@
 //!
 //! [`client_ip`] returns the address to key rate limits and logs on: the rightmost
 //! address of `X-Forwarded-For` plus the peer that is not a trusted proxy.
+//! [`Forwarded`] puts it in the request extensions as
+//! [`ClientAddr`](portcullis_core::ClientAddr) (from the headers as received), for
+//! the layers after it.
 //!
 //! # Ordering
 //!

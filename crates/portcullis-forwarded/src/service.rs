@@ -69,6 +69,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // Decided from the headers as received, before they are rewritten.
+        if let Some(ip) = crate::client_ip(&req, &self.trusted) {
+            req.extensions_mut().insert(portcullis_core::ClientAddr(ip));
+        }
         set_forwarding_headers(&mut req, &self.trusted, self.rfc7239);
         self.inner.call(req)
     }

@@ -1,7 +1,7 @@
 //! Tests of the `Forwarded` and `Via` services.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::header::HeaderMap;
 use http::{Request, Response, Version};
@@ -430,5 +430,45 @@ async fn both_layers_inside_an_axum_router() {
     assert_eq!(
         std::str::from_utf8(&body).unwrap(),
         "198.51.100.2, 10.0.0.5 | for=10.0.0.5;proto=http;host=api.example.com | 1.1 edge, 1.1 portcullis"
+    );
+}
+
+#[tokio::test]
+async fn the_client_addr_extension_is_the_client_ip() {
+    async fn client(layer: ForwardedLayer, peer: &str, xff: Option<&str>) -> Option<IpAddr> {
+        let svc = layer.layer(service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(
+                req.extensions()
+                    .get::<portcullis_core::ClientAddr>()
+                    .map(|c| c.0),
+            )
+        }));
+        let mut req = Request::get("/").header("host", "h");
+        if let Some(x) = xff {
+            req = req.header("x-forwarded-for", x);
+        }
+        let req = req.extension(PeerAddr(addr(peer))).body(()).unwrap();
+        svc.oneshot(req).await.unwrap()
+    }
+    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    // A trusted proxy's forwarded client.
+    assert_eq!(
+        client(
+            ForwardedLayer::new(trusted()),
+            "10.0.0.2:1",
+            Some("198.51.100.9")
+        )
+        .await,
+        ip("198.51.100.9")
+    );
+    // An untrusted peer's own header is not believed.
+    assert_eq!(
+        client(
+            ForwardedLayer::new(trusted()),
+            "203.0.113.7:1",
+            Some("198.51.100.9")
+        )
+        .await,
+        ip("203.0.113.7")
     );
 }

@@ -9,7 +9,6 @@ use portcullis_ratelimit::{RateLimitConfig, RateLimitLayer};
 const CONFIG: &str = r#"
 max_keys = 100000
 sweep_interval = "60s"
-trusted_proxies = ["10.0.0.0/8"]
 
 [[limits]]
 name = "per_ip"

@@ -6,7 +6,6 @@ use std::fmt;
 use std::time::Duration;
 
 use http::HeaderName;
-use portcullis_forwarded::TrustedProxies;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -20,12 +19,11 @@ pub(crate) const MAX_TOLERANCE: Duration = Duration::from_secs(10 * 365 * 24 * 3
 pub(crate) const MAX_NAME_LEN: usize = 64;
 
 /// Configuration of a [`RateLimitLayer`](crate::RateLimitLayer): its limits, the
-/// memory bound of the local store, the trusted proxies and the store.
+/// memory bound of the local store, and the store.
 ///
 /// ```toml
 /// max_keys = 100000
 /// sweep_interval = "60s"
-/// trusted_proxies = ["10.0.0.0/8"]
 ///
 /// [[limits]]
 /// name = "per_ip"
@@ -60,10 +58,6 @@ pub struct RateLimitConfig {
     /// How often idle keys are swept from memory. Default: 60s.
     #[serde(default = "default_sweep_interval", with = "duration")]
     pub sweep_interval: Duration,
-    /// Proxies whose `X-Forwarded-For` entries are believed for the `client_ip`
-    /// key: IP addresses or CIDRs. Default: none.
-    #[serde(default)]
-    pub trusted_proxies: Vec<String>,
     /// Where the limits' state lives. Default: `local`.
     #[serde(default)]
     pub store: StoreConfig,
@@ -110,8 +104,9 @@ pub struct LimitConfig {
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyPart {
-    /// The client's IP address: the TCP peer, or the address a trusted proxy
-    /// forwarded (see `portcullis_forwarded::client_ip`). Requests without a
+    /// The client's IP address: the [`ClientAddr`](portcullis_core::ClientAddr) a
+    /// forwarding layer decided (a trusted proxy's `X-Forwarded-For`), else the TCP
+    /// peer; an IPv6 address by its /64. Requests without a
     /// [`PeerAddr`](portcullis_core::PeerAddr) share one "unknown" key.
     ClientIp,
     /// The [`Identity`](portcullis_core::Identity) an authentication layer set.
@@ -140,7 +135,7 @@ pub enum StoreConfig {
 #[derive(Deserialize, Serialize, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host[:port][/db]`, `rediss://…` or
+    /// `redis://[user:password@]host[:port][/db]` or
     /// `redis+unix:///path`. Required.
     pub url: String,
     /// Prefix of every key. Default: `portcullis:rl:`.
@@ -206,7 +201,6 @@ impl Default for RateLimitConfig {
             limits: Vec::new(),
             max_keys: default_max_keys(),
             sweep_interval: default_sweep_interval(),
-            trusted_proxies: Vec::new(),
             store: StoreConfig::Local,
         }
     }
@@ -239,17 +233,6 @@ impl RateLimitConfig {
         self
     }
 
-    /// Sets [`trusted_proxies`](Self::trusted_proxies).
-    #[must_use]
-    pub fn trusted_proxies<I>(mut self, cidrs: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-    {
-        self.trusted_proxies = cidrs.into_iter().map(Into::into).collect();
-        self
-    }
-
     /// Sets [`store`](Self::store).
     #[must_use]
     pub fn store(mut self, store: StoreConfig) -> Self {
@@ -279,15 +262,31 @@ impl RateLimitConfig {
         if self.sweep_interval.is_zero() {
             errors.push(ConfigError::ZeroSweepInterval);
         }
-        for cidr in &self.trusted_proxies {
-            if TrustedProxies::parse([cidr]).is_err() {
-                errors.push(ConfigError::InvalidTrustedProxy {
-                    value: cidr.clone(),
-                });
-            }
-        }
         if let StoreConfig::Redis(redis) = &self.store {
             redis.check(&mut errors);
+            for limit in &self.limits {
+                if limit.rate == 0 || limit.per.is_zero() || limit.per > MAX_PER {
+                    continue; // reported above
+                }
+                let interval = limit.per / limit.rate;
+                // The script counts whole microseconds.
+                if !interval.is_zero() && interval < Duration::from_micros(1) {
+                    errors.push(ConfigError::RateTooHighForRedis {
+                        name: limit.name.clone(),
+                        rate: limit.rate,
+                    });
+                }
+                // The fail-open share spaces requests `fleet_size` times wider.
+                if interval
+                    .checked_mul(redis.fleet_size.max(1))
+                    .is_none_or(|share| share > MAX_PER)
+                {
+                    errors.push(ConfigError::FleetShareTooLong {
+                        name: limit.name.clone(),
+                        fleet_size: redis.fleet_size,
+                    });
+                }
+            }
         }
         if errors.is_empty() {
             Ok(())
@@ -481,13 +480,13 @@ fn check_redis_url(url: &str) -> Result<(), String> {
 
 #[cfg(not(feature = "redis"))]
 fn check_redis_url(url: &str) -> Result<(), String> {
-    let ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
+    let ok = ["redis://", "redis+unix://", "unix://"]
         .iter()
         .any(|scheme| url.starts_with(scheme) && url.len() > scheme.len());
     if ok {
         Ok(())
     } else {
-        Err("expected redis://, rediss://, redis+unix:// or unix://".to_owned())
+        Err("expected redis://, redis+unix:// or unix:// (TLS is not built in)".to_owned())
     }
 }
 

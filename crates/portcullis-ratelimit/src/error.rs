@@ -25,6 +25,35 @@ pub enum ConfigError {
         /// The name.
         name: String,
     },
+    /// With Redis, a limit's requests would be spaced less than a microsecond apart
+    /// (the script's resolution).
+    #[error(
+        "ratelimit.limits[{name}].rate {rate} is too high for the Redis store (under 1µs per request)"
+    )]
+    RateTooHighForRedis {
+        /// The limit.
+        name: String,
+        /// The rate.
+        rate: u32,
+    },
+    /// With Redis, the fail-open share of a limit (its interval × `fleet_size`)
+    /// would be longer than a year.
+    #[error(
+        "ratelimit.limits[{name}]: its share on one of {fleet_size} gateways would space requests more than a year apart"
+    )]
+    FleetShareTooLong {
+        /// The limit.
+        name: String,
+        /// The fleet size.
+        fleet_size: u32,
+    },
+    /// [`RateLimitLayer::select`](crate::RateLimitLayer::select) named a limit the
+    /// layer does not have.
+    #[error("no rate limit named {name:?}")]
+    UnknownLimit {
+        /// The name.
+        name: String,
+    },
     /// `rate` is 0.
     #[error("ratelimit.limits[{name}].rate must be > 0, got 0")]
     ZeroRate {
@@ -85,12 +114,6 @@ pub enum ConfigError {
     /// `sweep_interval` is 0.
     #[error("ratelimit.sweep_interval must be > 0, got 0s")]
     ZeroSweepInterval,
-    /// A trusted proxy is neither an IP address nor a CIDR.
-    #[error("ratelimit.trusted_proxies must hold IP addresses or CIDRs, got {value:?}")]
-    InvalidTrustedProxy {
-        /// The entry, as given.
-        value: String,
-    },
     /// The Redis URL does not parse.
     #[error("ratelimit.store.url is not a valid Redis URL ({reason}), got {value:?}")]
     InvalidRedisUrl {

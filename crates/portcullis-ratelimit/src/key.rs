@@ -9,8 +9,7 @@ use std::hash::Hasher;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, Request};
-use portcullis_core::{Identity, MatchedRoute};
-use portcullis_forwarded::{TrustedProxies, client_ip};
+use portcullis_core::{ClientAddr, Identity, MatchedRoute, PeerAddr};
 
 use crate::KeyPart;
 
@@ -80,7 +79,9 @@ impl KeySpec {
             match part {
                 Part::ClientIp => match input.ip {
                     Some(IpAddr::V4(ip)) => tagged(sink, b'4', &ip.octets()),
-                    Some(IpAddr::V6(ip)) => tagged(sink, b'6', &ip.octets()),
+                    // One host usually holds a whole /64: keyed per /128, it
+                    // would have 2^64 quotas.
+                    Some(IpAddr::V6(ip)) => tagged(sink, b'6', &ip.octets()[..8]),
                     None => tagged(sink, b'?', b""),
                 },
                 Part::Identity => match input.identity {
@@ -110,14 +111,19 @@ fn tagged(sink: &mut impl Sink, tag: u8, bytes: &[u8]) {
 // === impl KeyInput ===
 
 impl<'a> KeyInput<'a> {
-    /// Reads the parts of `req`; the client IP only when `with_ip`.
-    pub(crate) fn of<B>(req: &'a Request<B>, trusted: &TrustedProxies, with_ip: bool) -> Self {
+    /// Reads the parts of `req`; the client IP only when `with_ip`: the
+    /// [`ClientAddr`] a forwarding layer decided, else the TCP peer — never a
+    /// header.
+    pub(crate) fn of<B>(req: &'a Request<B>, with_ip: bool) -> Self {
+        let ip = || {
+            let ext = req.extensions();
+            ext.get::<ClientAddr>()
+                .map(|c| c.0)
+                .or_else(|| ext.get::<PeerAddr>().map(|p| p.0.ip()))
+                .map(|ip| ip.to_canonical())
+        };
         Self {
-            ip: if with_ip {
-                client_ip(req, trusted)
-            } else {
-                None
-            },
+            ip: if with_ip { ip() } else { None },
             identity: req.extensions().get::<Identity>().map(|i| &*i.0),
             route: req.extensions().get::<MatchedRoute>().map(|r| &*r.template),
             headers: req.headers(),
@@ -141,30 +147,21 @@ mod tests {
         let mut a = Vec::new();
         let mut req = Request::new(());
         req.extensions_mut().insert(Identity(Arc::from("a")));
-        spec.write(
-            &KeyInput::of(&req, &TrustedProxies::none(), false),
-            &mut VecSink(&mut a),
-        );
+        spec.write(&KeyInput::of(&req, false), &mut VecSink(&mut a));
         let mut b = Vec::new();
         let mut req = Request::builder().header("x-k", "a").body(()).unwrap();
         req.extensions_mut().insert(Identity(Arc::from("")));
-        spec.write(
-            &KeyInput::of(&req, &TrustedProxies::none(), false),
-            &mut VecSink(&mut b),
-        );
+        spec.write(&KeyInput::of(&req, false), &mut VecSink(&mut b));
         assert_ne!(a, b);
         // Absent identity is its own ("anonymous") value, not the empty identity.
         let mut c = Vec::new();
         let req = Request::builder().header("x-k", "a").body(()).unwrap();
-        spec.write(
-            &KeyInput::of(&req, &TrustedProxies::none(), false),
-            &mut VecSink(&mut c),
-        );
+        spec.write(&KeyInput::of(&req, false), &mut VecSink(&mut c));
         assert_ne!(b, c);
     }
 
     #[test]
-    fn client_ip_ignores_untrusted_forwarded_for() {
+    fn client_ip_is_the_client_addr_else_the_peer_never_a_header() {
         let spec = KeySpec::new(&[KeyPart::ClientIp]);
         let state = RandomState::new();
         let key = |xff: &str| {
@@ -175,10 +172,23 @@ mod tests {
             req.extensions_mut()
                 .insert(PeerAddr("192.0.2.1:5000".parse().unwrap()));
             let mut h = state.build_hasher();
-            spec.write(&KeyInput::of(&req, &TrustedProxies::none(), true), &mut h);
+            spec.write(&KeyInput::of(&req, true), &mut h);
             h.finish()
         };
         assert_eq!(key("1.1.1.1"), key("2.2.2.2"));
+        // What a forwarding layer decided wins over the peer.
+        let with_client = |client: &str| {
+            let mut req = Request::new(());
+            req.extensions_mut()
+                .insert(PeerAddr("192.0.2.1:5000".parse().unwrap()));
+            req.extensions_mut()
+                .insert(ClientAddr(client.parse().unwrap()));
+            let mut h = state.build_hasher();
+            spec.write(&KeyInput::of(&req, true), &mut h);
+            h.finish()
+        };
+        assert_ne!(with_client("198.51.100.1"), key("1.1.1.1"));
+        assert_ne!(with_client("198.51.100.1"), with_client("198.51.100.2"));
     }
 
     struct VecSink<'a>(&'a mut Vec<u8>);

@@ -61,20 +61,42 @@ impl RateLimitLayer {
         self.shared.sweep();
     }
 
-    /// Keys the limit `name` tracks in memory (its overflow key not counted), or
+    /// Keys the limit `name` tracks in memory (its overflow states not counted), or
     /// `None` when there is no such limit.
     pub fn tracked_keys(&self, name: &str) -> Option<usize> {
         self.limit(name).map(|l| l.local.tracked())
     }
 
-    /// New keys the limit `name` counted in its shared overflow key because it
+    /// Requests of new keys the limit `name` counted in its overflow states because it
     /// already tracked `max_keys`, or `None` when there is no such limit.
     pub fn overflowed_keys(&self, name: &str) -> Option<u64> {
         self.limit(name).map(|l| l.local.shed())
     }
 
     fn limit(&self, name: &str) -> Option<&crate::shared::Limit> {
-        self.shared.limits.iter().find(|l| &*l.name == name)
+        self.shared
+            .limits
+            .iter()
+            .find(|l| &*l.name == name)
+            .map(|l| &**l)
+    }
+
+    /// A layer that checks only the limits `names` of this one, in this order,
+    /// sharing their state (and the Redis store and its breaker): what a route
+    /// that uses several of a config's limits needs. Every limit a request passes
+    /// is counted only when all of them allow it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::UnknownLimit`] for a name this layer does not have.
+    pub fn select(&self, names: &[&str]) -> Result<Self, ConfigError> {
+        let shared = self
+            .shared
+            .select(names)
+            .map_err(|name| ConfigError::UnknownLimit { name })?;
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
     }
 
     pub(crate) fn wrap<S>(&self, inner: S) -> RateLimit<S> {

@@ -52,8 +52,11 @@
 //! A layer holds one or more limits; a request must pass every one. With one limit
 //! the check counts at once. With several, each is first checked without counting
 //! and counted only when all would allow, so a request one limit refuses does not
-//! use up the others. (Two requests racing for the last unit may both pass that
-//! check; the loser is then refused after the limits before it counted it.)
+//! use up the others. (Locally, two requests racing for the last unit may both pass
+//! that check; the loser is then refused after the limits before it counted it. With
+//! Redis the decision is atomic.) [`RateLimitLayer::select`] makes a layer over some
+//! of a layer's limits sharing their state: one per route, when routes use
+//! different combinations of one config's limits.
 //!
 //! Build a layer from a [`LimitConfig`] ([`RateLimitLayer::new`]) or from a whole
 //! [`RateLimitConfig`] ([`RateLimitLayer::from_config`]), typically read from TOML:
@@ -61,7 +64,6 @@
 //! ```toml
 //! max_keys = 100000           # per limit
 //! sweep_interval = "60s"
-//! trusted_proxies = ["10.0.0.0/8"]
 //!
 //! [[limits]]
 //! name = "per_ip"
@@ -85,7 +87,7 @@
 //!
 //! | part | value | when missing |
 //! |---|---|---|
-//! | `client_ip` | the TCP peer ([`PeerAddr`](portcullis_core::PeerAddr)), or the address a trusted proxy put in `X-Forwarded-For` (`portcullis_forwarded::client_ip`) | one shared "unknown" key |
+//! | `client_ip` | the [`ClientAddr`](portcullis_core::ClientAddr) a forwarding layer set (a trusted proxy's `X-Forwarded-For`), else the TCP peer ([`PeerAddr`](portcullis_core::PeerAddr)); an IPv6 address by its /64 (one host usually holds a whole /64) | one shared "unknown" key |
 //! | `identity` | the [`Identity`](portcullis_core::Identity) an authentication layer set | one shared "anonymous" key |
 //! | `route` | the [`MatchedRoute`](portcullis_core::MatchedRoute) template (`/droplets/{id}`) | one shared "unmatched" key |
 //! | `{ header = "name" }` | the header's first value | the empty value |
@@ -111,27 +113,30 @@
 //! RateLimit: "per_ip";r=19;t=1, "per_tenant";r=998;t=8
 //! ```
 //!
-//! - `RateLimit-Policy` lists every limit in configuration order: `q` is `rate` and `w`
-//!   is `per` in seconds (rounded up).
+//! - `RateLimit-Policy` lists every limit in configuration order: `w` is `per` in
+//!   whole seconds (rounded up, at least 1) and `q` the requests allowed in that
+//!   window (`rate` scaled from `per` to `w`: 1 per 100ms is `q=10;w=1`).
 //! - `RateLimit` lists every limit, the most restrictive first (fewest remaining, then
 //!   longest reset): `r` is the requests that would pass right now, `t` the whole
 //!   seconds (rounded up) until the full burst is available again. On an allowed
 //!   response `t` is `(burst - r) × per / rate`, at most one interval above the exact
 //!   time; on a refused one it is exact.
-//! - With Redis, limits after the one that refused are not asked and not listed in
-//!   `RateLimit`; a 503 `rate_limit_unavailable` has `RateLimit-Policy` only.
+//! - A 503 `rate_limit_unavailable` has `RateLimit-Policy` only.
 //!
 //! # Bounded memory
 //!
 //! Each limit tracks at most `max_keys` keys (default 100000, a few dozen bytes each).
-//! Past the cap, a **new** key is not tracked: it is counted in the limit's one shared
-//! overflow key (with the limit's quota), and in `portcullis_ratelimit_overflow_total`.
-//! Keys already tracked keep their own state, so a flood of fresh keys (spoofed
-//! headers, many addresses) cannot push known clients out; the flood itself shares one
-//! quota. The first request after each `sweep_interval` (default 60s) sweeps: it
-//! forgets every key whose quota is full again (indistinguishable from a fresh key)
-//! and gives the memory back; [`RateLimitLayer::sweep`] does it on demand. No
-//! background task is needed, so a layer can be built outside a runtime. Time follows
+//! Past the cap, a **new** key is not tracked: it is counted in one of the limit's 64
+//! overflow states, chosen by the key's hash (each with the limit's quota), and in
+//! `portcullis_ratelimit_overflow_total` (requests). Keys already tracked keep their
+//! own state, so a flood of fresh keys (spoofed headers, many addresses) cannot push
+//! known clients out; the flood, and any newcomer while the cap is full, shares 64
+//! quotas. The first request after each `sweep_interval` (default 60s) starts a
+//! sweep (on the blocking pool when there is a runtime, so that request does not
+//! wait): every key whose quota is full again (indistinguishable from a fresh key) is
+//! forgotten and the memory given back when most of it is unused;
+//! [`RateLimitLayer::sweep`] does it on demand. No background task runs between
+//! sweeps, so a layer can be built outside a runtime. Time follows
 //! `tokio::time::Instant`, so tests can pause and advance it.
 //!
 //! # Redis (fleet)
@@ -140,11 +145,13 @@
 //! GCRA runs atomically in a small Lua script (loaded once, run with `EVALSHA`, loaded
 //! again after `NOSCRIPT`) on the server's clock (`TIME`), using only `GET`, `SET … PX`
 //! and `TIME`, so it runs on Redis, Valkey and Dragonfly without modules. Keys are
-//! `{key_prefix}{<limit name>}:<hash>`: the limit name is a hash tag, so a cluster keeps
-//! a policy on one slot, and every route and gateway using that name shares one quota:
-//! **the same name must mean the same quota** everywhere. Keys expire when their quota
-//! is full again. Limits are asked one after the other, stopping at the first refusal
-//! (limits before it have counted the request). Time resolution is 1µs.
+//! `{key_prefix}{<limit name>}:<hash>`, and every route and gateway using that name
+//! shares one quota: **the same name must mean the same quota** everywhere. Keys
+//! expire when their quota is full again. All the limits of a request are decided in
+//! one script call, all or nothing: a request is counted only when every limit allows
+//! it. Time resolution is 1µs. One Redis server (or a primary with replicas) is
+//! supported, not Redis Cluster (the limit name is a hash tag, but a request's limits
+//! are decided together).
 //!
 //! Each decision waits at most `timeout` (default 50ms, connecting included). When
 //! Redis fails or is late, a circuit breaker skips Redis for `breaker_cooldown`
@@ -181,9 +188,11 @@
 //! Put the layer **after** authentication, so that `identity` is known, and **inside**
 //! the router (on the routes), so that `route` is known and a 404 costs no quota; the
 //! listener (or a small middleware in a plain axum app) must set
-//! [`PeerAddr`](portcullis_core::PeerAddr) for `client_ip`. It needs no
-//! `portcullis_forwarded::Forwarded` layer before it: `client_ip` reads
-//! `X-Forwarded-For` itself, believing only `trusted_proxies`.
+//! [`PeerAddr`](portcullis_core::PeerAddr) for `client_ip`. Behind proxies, put
+//! `portcullis-forwarded`'s `ForwardedLayer` (with the trusted proxies) before it: it
+//! sets [`ClientAddr`](portcullis_core::ClientAddr) from a trusted proxy's
+//! `X-Forwarded-For`, which this layer then keys on. This layer never reads that
+//! header itself.
 //!
 //! # Limits and defaults
 //!
@@ -194,7 +203,6 @@
 //! | `burst` | `rate` |
 //! | `max_keys` | 100000 per limit |
 //! | `sweep_interval` | 60s |
-//! | `trusted_proxies` | none |
 //! | `store` | `local` |
 //! | `store.key_prefix` | `portcullis:rl:` |
 //! | `store.timeout` | 50ms |

@@ -166,12 +166,19 @@ impl Hasher for IdHasher {
     }
 }
 
-/// A keyed state store holding at most `cap` keys; keys past the cap share one
-/// overflow state.
+/// Overflow states of a limit: new keys past the cap are spread over them by
+/// hash, so a flood of new keys shares its quota with 1/64 of the newcomers
+/// rather than with all of them.
+const OVERFLOW_STATES: usize = 64;
+
+/// A keyed state store holding at most `cap` keys; keys past the cap share
+/// [`OVERFLOW_STATES`] overflow states.
 #[derive(Debug)]
 pub(crate) struct KeyStore {
     map: DashMap<u64, AtomicU64, BuildHasherDefault<IdHasher>>,
-    overflow: AtomicU64,
+    overflow: Box<[AtomicU64]>,
+    /// Keys in `map`, counted before they are inserted so the cap holds under
+    /// concurrent inserts.
     tracked: AtomicUsize,
     cap: usize,
     shed: Arc<AtomicU64>,
@@ -182,7 +189,7 @@ impl KeyStore {
     fn new(name: Arc<str>, cap: usize, shed: Arc<AtomicU64>) -> Self {
         Self {
             map: DashMap::default(),
-            overflow: AtomicU64::new(0),
+            overflow: (0..OVERFLOW_STATES).map(|_| AtomicU64::new(0)).collect(),
             tracked: AtomicUsize::new(0),
             cap,
             shed,
@@ -229,22 +236,27 @@ impl StateStore for KeyStore {
                 measure_and_replace_one(&cell, f)
             };
         }
-        if self.tracked.load(Ordering::Relaxed) >= self.cap {
-            // Past the cap: count with every other new key in the overflow state.
-            if key.peek {
-                return peek_one(Some(&self.overflow), f);
-            }
+        let overflow = &self.overflow[usize::try_from(key.hash).unwrap_or(0) % OVERFLOW_STATES];
+        if key.peek {
+            let full = self.tracked.load(Ordering::Relaxed) >= self.cap;
+            return peek_one(full.then_some(overflow), f);
+        }
+        // Claim a place first, so that concurrent inserts cannot pass the cap.
+        if self.tracked.fetch_add(1, Ordering::AcqRel) >= self.cap {
+            self.tracked.fetch_sub(1, Ordering::AcqRel);
+            // Past the cap: counted with the other new keys of its overflow state.
             self.shed.fetch_add(1, Ordering::Relaxed);
             metrics::shed(&self.name);
-            return measure_and_replace_one(&self.overflow, f);
+            return measure_and_replace_one(overflow, f);
         }
-        if key.peek {
-            return peek_one(None, f);
-        }
-        let cell = self.map.entry(key.hash).or_insert_with(|| {
-            self.tracked.fetch_add(1, Ordering::Relaxed);
-            AtomicU64::new(0)
-        });
+        let cell = match self.map.entry(key.hash) {
+            dashmap::mapref::entry::Entry::Occupied(e) => {
+                // Inserted meanwhile by another request: give the place back.
+                self.tracked.fetch_sub(1, Ordering::AcqRel);
+                e.into_ref()
+            }
+            dashmap::mapref::entry::Entry::Vacant(e) => e.insert(AtomicU64::new(0)),
+        };
         measure_and_replace_one(&cell, f)
     }
 }
@@ -252,17 +264,29 @@ impl StateStore for KeyStore {
 impl ShrinkableKeyedStateStore<Probe> for KeyStore {
     fn retain_recent(&self, drop_below: Nanos) {
         let drop_below = drop_below.as_u64();
-        self.map
-            .retain(|_, tat| tat.load(Ordering::Relaxed) > drop_below);
-        self.tracked.store(self.map.len(), Ordering::Relaxed);
+        let mut removed = 0usize;
+        self.map.retain(|_, tat| {
+            let keep = tat.load(Ordering::Relaxed) > drop_below;
+            removed += usize::from(!keep);
+            keep
+        });
+        self.tracked.fetch_sub(removed, Ordering::AcqRel);
+        for state in self.overflow.iter() {
+            if state.load(Ordering::Relaxed) <= drop_below {
+                state.store(0, Ordering::Relaxed);
+            }
+        }
     }
 
     fn shrink_to_fit(&self) {
-        self.map.shrink_to_fit();
+        // Only when most of the room is unused: shrinking reallocates.
+        if self.map.capacity() > 4 * self.map.len() + 1024 {
+            self.map.shrink_to_fit();
+        }
     }
 
     fn len(&self) -> usize {
-        self.tracked.load(Ordering::Relaxed)
+        self.map.len()
     }
 
     fn is_empty(&self) -> bool {
@@ -323,7 +347,7 @@ impl LocalLimiter {
         self.limiter.len()
     }
 
-    /// New keys counted in the overflow state so far.
+    /// Requests of new keys counted in an overflow state so far.
     pub(crate) fn shed(&self) -> u64 {
         self.shed.load(Ordering::Relaxed)
     }

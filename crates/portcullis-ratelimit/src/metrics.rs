@@ -11,7 +11,7 @@ use ::metrics::{SharedString, Unit};
 pub const DECISIONS_TOTAL: &str = "portcullis_ratelimit_decisions_total";
 /// Gauge of keys tracked in memory, labelled `limit`; set at each sweep.
 pub const TRACKED_KEYS: &str = "portcullis_ratelimit_tracked_keys";
-/// Counter of new keys counted in a limit's shared overflow key because the limit
+/// Counter of requests of new keys counted in a limit's overflow states because the limit
 /// already tracked `max_keys` keys, labelled `limit`.
 pub const OVERFLOW_TOTAL: &str = "portcullis_ratelimit_overflow_total";
 /// Histogram of the time Redis took to answer a decision, in seconds.
@@ -39,7 +39,7 @@ pub fn describe() {
     ::metrics::describe_counter!(
         OVERFLOW_TOTAL,
         Unit::Count,
-        "New keys counted in a limit's shared overflow key because max_keys was reached."
+        "Requests of new keys counted in a limit's overflow states because max_keys was reached."
     );
     ::metrics::describe_histogram!(
         REDIS_DURATION_SECONDS,

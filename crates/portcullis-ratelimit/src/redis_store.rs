@@ -20,32 +20,43 @@ use crate::local::{Check, LimitState, Params};
 use crate::shared::{Limit, Outcome, Shared, Verdict};
 use crate::{ConfigError, FailurePolicy, RedisConfig, metrics};
 
-/// GCRA in Lua, in microseconds of the server's clock (`TIME`), so that every
-/// gateway shares one clock. Portable: GET, SET with PX and TIME only (Redis,
-/// Valkey, Dragonfly; no modules).
+/// GCRA in Lua over several limits at once, in microseconds of the server's clock
+/// (`TIME`), so that every gateway shares one clock. All or nothing: a request is
+/// counted by every limit only when all of them allow it. Portable: GET, SET with
+/// PX and TIME only (Redis, Valkey, Dragonfly; no modules).
 ///
-/// KEYS[1]: the key. ARGV[1]: the emission interval (µs). ARGV[2]: the burst
-/// tolerance (µs). Returns {allowed (1 or 0), theoretical arrival time, now}.
+/// KEYS[i]: limit i's key. ARGV[2i-1], ARGV[2i]: its emission interval and burst
+/// tolerance (µs). Returns {allowed (1 or 0), now, tat_1, …, tat_n}: each limit's
+/// theoretical arrival time after this request (when allowed) or as it stands.
 const SCRIPT: &str = r"
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = now
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  tat = tonumber(stored) or now
-  if tat < now then tat = now end
+local tats = {}
+local denied = false
+for i = 1, #KEYS do
+  local tolerance = tonumber(ARGV[2 * i])
+  local tat = now
+  local stored = redis.call('GET', KEYS[i])
+  if stored then
+    tat = tonumber(stored) or now
+    if tat < now then tat = now end
+  end
+  tats[i] = tat
+  if now < tat - tolerance then denied = true end
 end
-if now < tat - tolerance then
-  return {0, tat, now}
+local out = {denied and 0 or 1, now}
+for i = 1, #KEYS do
+  local tat = tats[i]
+  if not denied then
+    tat = tat + tonumber(ARGV[2 * i - 1])
+    local ttl = math.ceil((tat - now) / 1000)
+    if ttl < 1 then ttl = 1 end
+    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', ttl)
+  end
+  out[#out + 1] = tat
 end
-local next_tat = tat + interval
-local ttl = math.ceil((next_tat - now) / 1000)
-if ttl < 1 then ttl = 1 end
-redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', ttl)
-return {1, next_tat, now}
+return out
 ";
 
 const CLOSED: u8 = 0;
@@ -152,41 +163,58 @@ impl RedisStore {
         Ok(manager.clone())
     }
 
-    /// Asks Redis about each limit in order, stopping at the first that rejects.
+    /// Asks Redis about every limit at once (one script call, all or nothing).
     async fn run(&self, shared: &Shared, keys: &[String]) -> RedisResult<Vec<LimitState>> {
         let mut conn = self.connection().await?;
-        let mut states = Vec::with_capacity(keys.len());
-        for (limit, key) in shared.limits.iter().zip(keys) {
-            let params = micros(limit.params);
-            let interval = as_micros(params.interval);
-            let tolerance = as_micros(params.tolerance());
-            let (allowed, tat, now): (i64, i64, i64) = self
-                .script
-                .key(key)
-                .arg(interval)
-                .arg(tolerance)
-                .invoke_async(&mut conn)
-                .await?;
-            let tat = u64::try_from(tat).unwrap_or(0);
-            let now = u64::try_from(now).unwrap_or(0);
-            let check = if allowed == 1 {
-                let room = now.saturating_add(tolerance).saturating_add(interval);
-                let remaining = room.saturating_sub(tat) / interval.max(1);
-                Check::Allowed {
-                    remaining: u32::try_from(remaining)
-                        .unwrap_or(u32::MAX)
-                        .min(params.burst.get()),
-                }
+        let params: Vec<Params> = shared.limits.iter().map(|l| micros(l.params)).collect();
+        let mut call = self.script.prepare_invoke();
+        for (key, p) in keys.iter().zip(&params) {
+            call.key(key)
+                .arg(as_micros(p.interval))
+                .arg(as_micros(p.tolerance()));
+        }
+        let reply: Vec<i64> = call.invoke_async(&mut conn).await?;
+        let (Some(&allowed), Some(&now)) = (reply.first(), reply.get(1)) else {
+            return Err(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "unexpected rate limit script reply",
+            )));
+        };
+        let now = u64::try_from(now).unwrap_or(0);
+        let counted = allowed == 1;
+        let mut states = Vec::with_capacity(params.len());
+        for (i, p) in params.iter().enumerate() {
+            let tat = reply
+                .get(i + 2)
+                .and_then(|t| u64::try_from(*t).ok())
+                .unwrap_or(now);
+            let interval = as_micros(p.interval).max(1);
+            let tolerance = as_micros(p.tolerance());
+            // Counted: every limit allowed. Not: those whose tat is beyond the
+            // tolerance refused (the script's test), the others were only peeked.
+            let state = if !counted && now.saturating_add(tolerance) < tat {
+                p.state(
+                    Check::Denied {
+                        wait: Duration::from_micros(tat - tolerance - now),
+                    },
+                    false,
+                )
             } else {
-                Check::Denied {
-                    wait: Duration::from_micros(tat.saturating_sub(tolerance).saturating_sub(now)),
+                // Requests left now: after this one when it was counted.
+                let left = (now + tolerance + interval).saturating_sub(tat) / interval;
+                let left = u32::try_from(left).unwrap_or(u32::MAX).min(p.burst.get());
+                if counted {
+                    p.state(Check::Allowed { remaining: left }, true)
+                } else {
+                    p.state(
+                        Check::Allowed {
+                            remaining: left.saturating_sub(1),
+                        },
+                        false,
+                    )
                 }
             };
-            let state = params.state(check, true);
             states.push(state);
-            if state.denied.is_some() {
-                break;
-            }
         }
         Ok(states)
     }

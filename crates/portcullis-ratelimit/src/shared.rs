@@ -10,7 +10,6 @@ use std::time::Duration;
 use governor::clock::Clock;
 use http::{HeaderValue, Request};
 use portcullis_core::MatchedRoute;
-use portcullis_forwarded::TrustedProxies;
 
 use crate::key::{KeyInput, KeySpec};
 use crate::local::{Check, LimitState, LocalLimiter, Params, TokioClock};
@@ -27,6 +26,8 @@ pub(crate) struct Limit {
     /// The local limiter: the store itself, or with Redis the fail-open fallback
     /// holding this gateway's share of the quota.
     pub(crate) local: LocalLimiter,
+    /// Its `RateLimit-Policy` item.
+    policy: String,
 }
 
 /// What the layer decided for a request.
@@ -57,17 +58,20 @@ pub(crate) struct Headers {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) limits: Box<[Limit]>,
-    trusted: TrustedProxies,
+    /// The limits this layer checks, in order.
+    pub(crate) limits: Box<[Arc<Limit>]>,
+    /// Every limit of the config this layer was made from (those of the layers
+    /// [`Shared::select`] makes too): swept together.
+    all: Arc<[Arc<Limit>]>,
     uses_ip: bool,
     hasher: RandomState,
     /// `RateLimit-Policy`, the same on every response; `None` without limits.
     policy: Option<HeaderValue>,
     clock: TokioClock,
     sweep_every: u64,
-    next_sweep: AtomicU64,
+    next_sweep: Arc<AtomicU64>,
     #[cfg(feature = "redis")]
-    pub(crate) redis: Option<crate::redis_store::RedisStore>,
+    pub(crate) redis: Option<Arc<crate::redis_store::RedisStore>>,
 }
 
 // === impl Shared ===
@@ -78,22 +82,17 @@ impl Shared {
             // `validate` returns at least one error when it fails.
             return Err(errors.swap_remove(0));
         }
-        let trusted = TrustedProxies::parse(&config.trusted_proxies).map_err(|_| {
-            ConfigError::InvalidTrustedProxy {
-                value: config.trusted_proxies.join(", "),
-            }
-        })?;
         let fleet = match &config.store {
             StoreConfig::Local => 1,
             StoreConfig::Redis(redis) => redis.fleet_size,
         };
-        let limits: Box<[Limit]> = config
+        let all: Arc<[Arc<Limit>]> = config
             .limits
             .iter()
             .map(|limit| {
                 let name: Arc<str> = Arc::from(limit.name.as_str());
                 let params = Params::new(limit.rate, limit.per, limit.effective_burst());
-                Limit {
+                Arc::new(Limit {
                     local: LocalLimiter::new(
                         Arc::clone(&name),
                         params.share(fleet),
@@ -102,26 +101,56 @@ impl Shared {
                     key: KeySpec::new(&limit.key),
                     name,
                     params,
-                }
+                    policy: policy_item(&limit.name, limit.rate, limit.per),
+                })
             })
             .collect();
-        let policy = policy_header(config);
         let clock = TokioClock::new();
         let sweep_every = nanos(config.sweep_interval);
         Ok(Self {
-            uses_ip: limits.iter().any(|l| l.key.uses_client_ip()),
-            limits,
-            trusted,
+            uses_ip: all.iter().any(|l| l.key.uses_client_ip()),
+            policy: policy_header(&all),
+            limits: all.iter().cloned().collect(),
+            all,
             hasher: RandomState::new(),
-            policy,
-            next_sweep: AtomicU64::new(clock.now().as_u64().saturating_add(sweep_every)),
+            next_sweep: Arc::new(AtomicU64::new(
+                clock.now().as_u64().saturating_add(sweep_every),
+            )),
             clock,
             sweep_every,
             #[cfg(feature = "redis")]
             redis: match &config.store {
                 StoreConfig::Local => None,
-                StoreConfig::Redis(redis) => Some(crate::redis_store::RedisStore::new(redis)?),
+                StoreConfig::Redis(redis) => {
+                    Some(Arc::new(crate::redis_store::RedisStore::new(redis)?))
+                }
             },
+        })
+    }
+
+    /// A layer over some of this one's limits, by name and in this order, sharing
+    /// their state, the store and its breaker. `None` names a limit it lacks.
+    pub(crate) fn select(&self, names: &[&str]) -> Result<Self, String> {
+        let mut limits = Vec::with_capacity(names.len());
+        for name in names {
+            let limit = self
+                .all
+                .iter()
+                .find(|l| &*l.name == *name)
+                .ok_or_else(|| (*name).to_owned())?;
+            limits.push(Arc::clone(limit));
+        }
+        Ok(Self {
+            uses_ip: limits.iter().any(|l| l.key.uses_client_ip()),
+            policy: policy_header(&limits),
+            limits: limits.into(),
+            all: Arc::clone(&self.all),
+            hasher: self.hasher.clone(),
+            clock: self.clock.clone(),
+            sweep_every: self.sweep_every,
+            next_sweep: Arc::clone(&self.next_sweep),
+            #[cfg(feature = "redis")]
+            redis: self.redis.clone(),
         })
     }
 
@@ -130,7 +159,7 @@ impl Shared {
     }
 
     pub(crate) fn key_input<'a, B>(&self, req: &'a Request<B>) -> KeyInput<'a> {
-        KeyInput::of(req, &self.trusted, self.uses_ip)
+        KeyInput::of(req, self.uses_ip)
     }
 
     /// The local key of `limit` for `input`.
@@ -197,7 +226,7 @@ impl Shared {
     /// `RateLimit`: every limit, the most restrictive (fewest remaining, then
     /// longest reset) first.
     fn state_header(&self, states: &[LimitState]) -> Option<HeaderValue> {
-        let mut order: Vec<(&Limit, &LimitState)> = self.limits.iter().zip(states).collect();
+        let mut order: Vec<(&Arc<Limit>, &LimitState)> = self.limits.iter().zip(states).collect();
         order.sort_by(|a, b| {
             a.1.remaining
                 .cmp(&b.1.remaining)
@@ -228,7 +257,8 @@ impl Shared {
     }
 
     /// Sweeps when `sweep_interval` has passed since the last sweep (one atomic
-    /// load otherwise).
+    /// load otherwise): on the blocking pool when there is a runtime, so the
+    /// request that noticed it does not wait for it.
     pub(crate) fn maybe_sweep(&self) {
         let now = self.clock.now().as_u64();
         let next = self.next_sweep.load(Ordering::Relaxed);
@@ -243,39 +273,45 @@ impl Shared {
                 )
                 .is_ok()
         {
-            self.sweep();
+            let all = Arc::clone(&self.all);
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(move || sweep(&all))),
+                Err(_) => sweep(&all),
+            }
         }
     }
 
-    /// Forgets idle keys and returns their memory; reports the tracked keys.
+    /// Forgets idle keys of every limit and returns their memory; reports the
+    /// tracked keys.
     pub(crate) fn sweep(&self) {
-        for limit in self.limits.iter() {
-            let keys = limit.local.sweep();
-            metrics::tracked(&limit.name, keys);
-            tracing::debug!(limit = %limit.name, keys, "swept rate limit keys");
-        }
+        sweep(&self.all);
     }
 }
 
-/// `RateLimit-Policy`: `"name";q=rate;w=per`, in configuration order.
-fn policy_header(config: &RateLimitConfig) -> Option<HeaderValue> {
-    if config.limits.is_empty() {
+fn sweep(limits: &[Arc<Limit>]) {
+    for limit in limits {
+        let keys = limit.local.sweep();
+        metrics::tracked(&limit.name, keys);
+        tracing::debug!(limit = %limit.name, keys, "swept rate limit keys");
+    }
+}
+
+/// `RateLimit-Policy`: the limits' items, in order.
+fn policy_header(limits: &[Arc<Limit>]) -> Option<HeaderValue> {
+    if limits.is_empty() {
         return None;
     }
-    let mut out = String::new();
-    for (i, limit) in config.limits.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        let _ = write!(
-            out,
-            "\"{}\";q={};w={}",
-            limit.name,
-            limit.rate,
-            ceil_secs(limit.per)
-        );
-    }
-    HeaderValue::from_str(&out).ok()
+    let items: Vec<&str> = limits.iter().map(|l| l.policy.as_str()).collect();
+    HeaderValue::from_str(&items.join(", ")).ok()
+}
+
+/// `"name";q=…;w=…`: the window is `per` in whole seconds (rounded up) and the
+/// quota the requests allowed in that window (`rate` scaled from `per` to it).
+fn policy_item(name: &str, rate: u32, per: Duration) -> String {
+    let window = ceil_secs(per).max(1);
+    let per_ns = per.as_nanos().max(1);
+    let quota = u128::from(rate) * u128::from(window) * 1_000_000_000 / per_ns;
+    format!("\"{name}\";q={quota};w={window}")
 }
 
 /// Whole seconds, rounded up.
