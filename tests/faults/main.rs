@@ -1,0 +1,1 @@
+//! Fault-injection tests of the `portcullis` binary (issue #6): being written.
