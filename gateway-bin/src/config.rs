@@ -211,6 +211,10 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<Spanned<String>>,
     /// Also send the RFC 7239 `Forwarded` header. Default: false.
     pub forwarded_header: bool,
+    /// Add `Server-Timing: gateway;dur=…, upstream;dur=…` to every response: the
+    /// gateway's and the upstream's share of the time to the response head.
+    /// Default: true.
+    pub server_timing: bool,
 }
 
 /// `[[services]]`: a named set of upstream endpoints.
@@ -365,6 +369,7 @@ impl Default for ServerConfig {
             via: "portcullis".to_owned(),
             trusted_proxies: Vec::new(),
             forwarded_header: false,
+            server_timing: true,
         }
     }
 }

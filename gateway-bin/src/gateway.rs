@@ -20,7 +20,7 @@ use portcullis_body::{BodyLimitLayer, FramingGuard, FramingGuardLayer, LengthReq
 use portcullis_forwarded::{Forwarded, ForwardedLayer, TrustedProxies, Via, ViaLayer};
 use portcullis_headers::{HeaderRules, RequestHeaders, RequestHeadersLayer, ResponseHeadersLayer};
 use portcullis_hop::{HopByHop, HopByHopLayer};
-use portcullis_metrics::{InFlightLayer, Metrics, MetricsLayer};
+use portcullis_metrics::{InFlightLayer, Metrics, MetricsLayer, ServerTiming, ServerTimingLayer};
 use portcullis_proxy::{Proxy, ProxyClient, Upstream};
 use portcullis_ratelimit::RateLimitLayer;
 use portcullis_registry::Snapshot;
@@ -45,7 +45,9 @@ pub type RouteService =
 
 /// The whole request path of the gateway, outermost layer first.
 pub type Stack = RequestId<
-    AccessLog<Metrics<FramingGuard<HopByHop<Forwarded<Via<RequestHeaders<DynamicRouter>>>>>>>,
+    ServerTiming<
+        AccessLog<Metrics<FramingGuard<HopByHop<Forwarded<Via<RequestHeaders<DynamicRouter>>>>>>>,
+    >,
 >;
 
 /// Where a mistake found while turning config into routes is, and what it is.
@@ -509,14 +511,21 @@ pub fn build_with(config: &Config, routes: &Routes) -> anyhow::Result<Stack> {
     //   us drop them through `Connection`.
     // - Via sits innermost so it marks gateway errors from routes and the router
     //   as well as forwarded responses.
+    let timing = if s.server_timing {
+        ServerTimingLayer::new()
+    } else {
+        ServerTimingLayer::disabled()
+    };
     Ok(RequestIdLayer::new().layer(
-        access_log.layer(
-            MetricsLayer::new().layer(
-                FramingGuardLayer::new().layer(
-                    HopByHopLayer::new().layer(
-                        ForwardedLayer::new(trusted)
-                            .rfc7239(s.forwarded_header)
-                            .layer(via.layer(identity_headers.layer(router))),
+        timing.layer(
+            access_log.layer(
+                MetricsLayer::new().layer(
+                    FramingGuardLayer::new().layer(
+                        HopByHopLayer::new().layer(
+                            ForwardedLayer::new(trusted)
+                                .rfc7239(s.forwarded_header)
+                                .layer(via.layer(identity_headers.layer(router))),
+                        ),
                     ),
                 ),
             ),

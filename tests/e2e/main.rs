@@ -35,5 +35,6 @@ mod retries;
 mod routing;
 mod shutdown;
 mod startup;
+mod troubleshooting;
 mod upgrade;
 mod upstream_errors;

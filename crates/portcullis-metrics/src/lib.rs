@@ -151,6 +151,7 @@ mod record;
 mod service;
 #[cfg(test)]
 mod tests;
+mod timing;
 
 pub use crate::body::{InFlightBody, ResponseBody};
 #[cfg(feature = "exporter")]
@@ -163,3 +164,4 @@ pub use crate::metrics::{
     UPSTREAM_REQUEST_DURATION_SECONDS, UPSTREAM_RETRIES_TOTAL, describe,
 };
 pub use crate::service::{InFlight, Metrics};
+pub use crate::timing::{SERVER_TIMING, ServerTiming, ServerTimingFuture, ServerTimingLayer};
