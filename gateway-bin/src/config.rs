@@ -196,6 +196,18 @@ pub struct ServerConfig {
     /// Longest request target in bytes (414 beyond). Default: 8KiB.
     #[serde(with = "crate::size")]
     pub max_uri_bytes: u64,
+    /// Longest silence between two pieces of a request body (408 `client_timeout`
+    /// past it). Default: 60s.
+    #[serde(with = "duration_str")]
+    pub client_body_timeout: Duration,
+    /// Slowest average upload accepted once `client_body_min_rate_after` has
+    /// passed since the body started, in bytes per second (408 below it); 0 turns
+    /// it off. Default: 500B.
+    #[serde(with = "crate::size")]
+    pub client_body_min_rate: u64,
+    /// When the minimum upload rate starts to apply. Default: 20s.
+    #[serde(with = "duration_str")]
+    pub client_body_min_rate_after: Duration,
     /// Largest request body for routes that set none (413 beyond). Default: 1GiB.
     #[serde(with = "crate::size")]
     pub max_body: u64,
@@ -370,6 +382,9 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             forwarded_header: false,
             server_timing: true,
+            client_body_timeout: Duration::from_secs(60),
+            client_body_min_rate: 500,
+            client_body_min_rate_after: Duration::from_secs(20),
         }
     }
 }
@@ -478,6 +493,12 @@ impl Config {
         }
         if s.max_connections == 0 {
             at(0..0, "server.max_connections must be greater than 0".into());
+        }
+        if s.client_body_timeout.is_zero() {
+            at(
+                0..0,
+                "server.client_body_timeout must be greater than 0s".into(),
+            );
         }
         if s.header_timeout.is_zero() {
             at(0..0, "server.header_timeout must be greater than 0s".into());

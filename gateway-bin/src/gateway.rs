@@ -16,7 +16,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use portcullis_accesslog::{AccessLog, AccessLogLayer, RequestId, RequestIdLayer};
 use portcullis_auth::AuthLayer;
-use portcullis_body::{BodyLimitLayer, FramingGuard, FramingGuardLayer, LengthRequiredLayer};
+use portcullis_body::{
+    BodyLimitLayer, BodyTimeout, BodyTimeoutLayer, FramingGuard, FramingGuardLayer,
+    LengthRequiredLayer, TimedBody,
+};
 use portcullis_forwarded::{Forwarded, ForwardedLayer, TrustedProxies, Via, ViaLayer};
 use portcullis_headers::{HeaderRules, RequestHeaders, RequestHeadersLayer, ResponseHeadersLayer};
 use portcullis_hop::{HopByHop, HopByHopLayer};
@@ -33,8 +36,9 @@ use crate::server::ListenerLimits;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The request body every route sees: the client's, counted by the access log.
-pub type RouteRequestBody = portcullis_accesslog::RequestBody<Incoming>;
+/// The request body every route sees: the client's, counted by the access log and
+/// bounded in time.
+pub type RouteRequestBody = TimedBody<portcullis_accesslog::RequestBody<Incoming>>;
 
 /// The response body every route returns, boxed: each route's chain differs.
 pub type RouteResponseBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -46,7 +50,11 @@ pub type RouteService =
 /// The whole request path of the gateway, outermost layer first.
 pub type Stack = RequestId<
     ServerTiming<
-        AccessLog<Metrics<FramingGuard<HopByHop<Forwarded<Via<RequestHeaders<DynamicRouter>>>>>>>,
+        AccessLog<
+            Metrics<
+                FramingGuard<BodyTimeout<HopByHop<Forwarded<Via<RequestHeaders<DynamicRouter>>>>>>,
+            >,
+        >,
     >,
 >;
 
@@ -511,6 +519,8 @@ pub fn build_with(config: &Config, routes: &Routes) -> anyhow::Result<Stack> {
     //   us drop them through `Connection`.
     // - Via sits innermost so it marks gateway errors from routes and the router
     //   as well as forwarded responses.
+    let body_timeout = BodyTimeoutLayer::new(s.client_body_timeout)
+        .min_rate(s.client_body_min_rate, s.client_body_min_rate_after);
     let timing = if s.server_timing {
         ServerTimingLayer::new()
     } else {
@@ -521,10 +531,12 @@ pub fn build_with(config: &Config, routes: &Routes) -> anyhow::Result<Stack> {
             access_log.layer(
                 MetricsLayer::new().layer(
                     FramingGuardLayer::new().layer(
-                        HopByHopLayer::new().layer(
-                            ForwardedLayer::new(trusted)
-                                .rfc7239(s.forwarded_header)
-                                .layer(via.layer(identity_headers.layer(router))),
+                        body_timeout.layer(
+                            HopByHopLayer::new().layer(
+                                ForwardedLayer::new(trusted)
+                                    .rfc7239(s.forwarded_header)
+                                    .layer(via.layer(identity_headers.layer(router))),
+                            ),
                         ),
                     ),
                 ),

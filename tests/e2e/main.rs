@@ -34,6 +34,7 @@ mod responses;
 mod retries;
 mod routing;
 mod shutdown;
+mod slow_clients;
 mod startup;
 mod troubleshooting;
 mod upgrade;

@@ -40,7 +40,11 @@ async fn server_timing_splits_gateway_and_upstream_time() {
     let gw = Gateway::run("", &rest).await;
     let res = exchange(&gw, &get("/x")).await;
     assert_eq!(res.status, 200, "{}", res.dump());
-    let value = res.head.get("server-timing").expect("Server-Timing").to_owned();
+    let value = res
+        .head
+        .get("server-timing")
+        .expect("Server-Timing")
+        .to_owned();
     let (gateway, upstream) = timings(&value);
     let upstream = upstream.expect("an upstream duration");
     // The origin took 150 ms: that is the upstream's share, not the gateway's.
@@ -51,7 +55,11 @@ async fn server_timing_splits_gateway_and_upstream_time() {
     let gw404 = Gateway::run("", "").await;
     let res = exchange(&gw404, &get("/nothing")).await;
     assert_eq!(res.status, 404);
-    let value = res.head.get("server-timing").expect("Server-Timing").to_owned();
+    let value = res
+        .head
+        .get("server-timing")
+        .expect("Server-Timing")
+        .to_owned();
     assert_eq!(timings(&value).1, None, "{value}");
 
     // Off by configuration.

@@ -173,6 +173,7 @@ mod future;
 mod length;
 mod limit;
 mod raw;
+mod timeout;
 
 pub use body::{Limited, ResponseBody};
 pub use error::LengthLimitError;
@@ -181,3 +182,4 @@ pub use future::ResponseFuture;
 pub use length::{LengthRequired, LengthRequiredLayer};
 pub use limit::{BodyLimit, BodyLimitLayer};
 pub use raw::{HeadInspector, RawHeadVerdict};
+pub use timeout::{BodyTimedOut, BodyTimeout, BodyTimeoutFuture, BodyTimeoutLayer, TimedBody};
