@@ -172,7 +172,10 @@ async fn timeout_filter_gives_504_upstream_timeout() {
     assert_eq!(res.cause(), Some("upstream_timeout"), "{}", res.dump());
     assert_eq!(
         res.body.text(),
-        r#"{"error":"upstream_timeout","status":504,"request_id":"rid-slow","service":"svc"}"#
+        format!(
+            r#"{{"error":"upstream_timeout","status":504,"request_id":"rid-slow","service":"svc","endpoint":"{}"}}"#,
+            origin.addr
+        )
     );
     // It did reach the upstream: the time ran out waiting for its answer.
     origin.wait_records(1).await;

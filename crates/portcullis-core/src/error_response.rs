@@ -48,7 +48,8 @@ const MAX_REQUEST_ID_LEN: usize = 200;
 /// Builder of a gateway-made error response (R6).
 ///
 /// The response has the cause's status, a `portcullis-error` header, a JSON body
-/// `{"error", "status", "request_id", "service"}`, `Cache-Control: no-store`, and the
+/// `{"error", "status", "request_id", "service"}` (plus `"endpoint"` when the
+/// gateway picked one), `Cache-Control: no-store`, and the
 /// [`Cause`] in its extensions. Causes that put the connection's framing in doubt
 /// ([`Cause::closes_connection`]) also get `Connection: close`.
 #[derive(Debug, Clone)]
@@ -56,6 +57,7 @@ pub struct ErrorResponse {
     cause: Cause,
     request_id: Option<String>,
     service: Option<String>,
+    endpoint: Option<String>,
     retry_after: Option<u64>,
     www_authenticate: Option<HeaderValue>,
 }
@@ -69,6 +71,7 @@ impl ErrorResponse {
             cause,
             request_id: None,
             service: None,
+            endpoint: None,
             retry_after: None,
             www_authenticate: None,
         }
@@ -103,6 +106,13 @@ impl ErrorResponse {
         self
     }
 
+    /// Names the upstream endpoint the failed exchange was with, in the body's
+    /// `"endpoint"` (absent otherwise).
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
     /// Adds `Retry-After: <seconds>`.
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
@@ -126,6 +136,10 @@ impl ErrorResponse {
         push_json_opt(&mut out, self.request_id.as_deref());
         out.push_str(",\"service\":");
         push_json_opt(&mut out, self.service.as_deref());
+        if let Some(endpoint) = &self.endpoint {
+            out.push_str(",\"endpoint\":");
+            push_json_opt(&mut out, Some(endpoint));
+        }
         out.push('}');
         out
     }

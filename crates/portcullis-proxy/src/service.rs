@@ -612,6 +612,10 @@ fn timed(mut res: Response<ProxyBody>, start: Instant) -> Response<ProxyBody> {
 }
 
 fn error(e: ErrorResponse, endpoint: Option<SelectedEndpoint>) -> Response<ProxyBody> {
+    let e = match &endpoint {
+        Some(ep) => e.endpoint(&*ep.id),
+        None => e,
+    };
     let res = e.build();
     let (mut parts, body) = res.into_parts();
     if let Some(ep) = endpoint {

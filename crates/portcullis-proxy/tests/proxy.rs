@@ -489,7 +489,9 @@ async fn connection_refused_is_502_upstream_unreachable() {
     assert_eq!(&*endpoint.id, addr.to_string().as_str());
     assert_eq!(
         body_string(res).await,
-        r#"{"error":"upstream_unreachable","status":502,"request_id":"req-42","service":null}"#
+        format!(
+            r#"{{"error":"upstream_unreachable","status":502,"request_id":"req-42","service":null,"endpoint":"{addr}"}}"#
+        )
     );
 }
 
@@ -931,7 +933,9 @@ async fn served_connection_refused_is_502() {
     assert_eq!(res.header("cache-control"), ["no-store"]);
     assert_eq!(
         String::from_utf8(res.body).expect("utf-8"),
-        r#"{"error":"upstream_unreachable","status":502,"request_id":"r1","service":null}"#
+        format!(
+            r#"{{"error":"upstream_unreachable","status":502,"request_id":"r1","service":null,"endpoint":"{addr}"}}"#
+        )
     );
 }
 
