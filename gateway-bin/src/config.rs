@@ -211,6 +211,13 @@ pub struct ServerConfig {
     /// Largest request body for routes that set none (413 beyond). Default: 1GiB.
     #[serde(with = "crate::size")]
     pub max_body: u64,
+    /// Requests served on one HTTP/1.1 client connection; the last response says
+    /// `Connection: close`. 0 = no limit. Default: 1000.
+    pub max_requests_per_connection: u64,
+    /// Age of an HTTP/1.1 client connection after which it is closed after its
+    /// current response; "0s" = no limit. Default: 1h.
+    #[serde(with = "duration_str")]
+    pub max_connection_lifetime: Duration,
     /// Serve HTTP/2 with prior knowledge (h2c) beside HTTP/1.1. Default: true.
     pub http2: bool,
     /// How long in-flight requests may run after SIGTERM before the gateway exits.
@@ -382,6 +389,8 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             forwarded_header: false,
             server_timing: true,
+            max_requests_per_connection: 1000,
+            max_connection_lifetime: Duration::from_secs(3600),
             client_body_timeout: Duration::from_secs(60),
             client_body_min_rate: 500,
             client_body_min_rate_after: Duration::from_secs(20),

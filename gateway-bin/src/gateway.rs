@@ -834,5 +834,7 @@ pub fn limits(config: &Config) -> ListenerLimits {
         max_uri_bytes: usize::try_from(s.max_uri_bytes).unwrap_or(usize::MAX),
         http2: s.http2,
         shutdown_timeout: s.shutdown_timeout,
+        max_requests_per_connection: s.max_requests_per_connection,
+        max_connection_lifetime: s.max_connection_lifetime,
     }
 }

@@ -46,6 +46,12 @@ pub struct ListenerLimits {
     pub http2: bool,
     /// Drain deadline after a shutdown signal.
     pub shutdown_timeout: Duration,
+    /// Requests served on one HTTP/1.1 connection before it is closed (the last
+    /// response says `Connection: close`); 0 = no limit.
+    pub max_requests_per_connection: u64,
+    /// Age after which an HTTP/1.1 connection is closed after its current
+    /// response; zero = no limit.
+    pub max_connection_lifetime: Duration,
 }
 
 /// Serves `stack` on `listener` until `shutdown` resolves, then drains in-flight
@@ -115,6 +121,8 @@ pub async fn serve<S, B>(
             inspector: inspector.clone(),
             limits: limits.clone(),
             slot: Arc::new(permit),
+            served: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            opened: tokio::time::Instant::now(),
         };
         // The connection's future is spawned as is (no wrapping block): every
         // byte of it is held for the connection's whole life.
@@ -356,6 +364,9 @@ struct ConnService<S> {
     // The connection's slot under `max_connections`: held by hyper's connection
     // (which owns this service) and by any tunnel the connection turns into.
     slot: Arc<OwnedSemaphorePermit>,
+    /// Requests received on this connection so far.
+    served: Arc<std::sync::atomic::AtomicU64>,
+    opened: tokio::time::Instant,
 }
 
 type ConnFuture<B> =
@@ -395,10 +406,27 @@ where
                 .map(Either::Right);
             return Box::pin(std::future::ready(Ok(res)));
         }
+        // An HTTP/1.1 connection that served its share, or lived its time, is
+        // closed after this response (HTTP/2 streams are not counted).
+        let n = self
+            .served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(1);
+        let last = req.version() < http::Version::HTTP_2
+            && ((self.limits.max_requests_per_connection > 0
+                && n >= self.limits.max_requests_per_connection)
+                || (!self.limits.max_connection_lifetime.is_zero()
+                    && self.opened.elapsed() >= self.limits.max_connection_lifetime));
         let stack = self.stack.clone();
         let inspector = may_upgrade.then(|| self.inspector.clone());
         Box::pin(async move {
-            let res = stack.oneshot(req).await?;
+            let mut res = stack.oneshot(req).await?;
+            if last && res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                res.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             if res.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 // Tunnel bytes follow: they are not HTTP requests.
                 if let Some(inspector) = inspector {

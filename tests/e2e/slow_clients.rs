@@ -87,3 +87,22 @@ async fn a_steady_upload_is_not_cut() {
     assert_eq!(res.status, 200, "{}", res.dump());
     assert_eq!(res.body.text(), "40000");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_closed_after_its_request_quota() {
+    let origin = Origin::start(|_| Action::Respond(ok("done"))).await;
+    let gw = gateway(&origin, "max_requests_per_connection = 3").await;
+    let mut c = Client::connect(gw.addr).await;
+    for i in 1..=3 {
+        c.send(format!("GET /r{i} HTTP/1.1\r\nHost: t.local\r\n\r\n").as_bytes())
+            .await;
+        let res = c.response_to("GET").await;
+        assert_eq!(res.status, 200, "{}", res.dump());
+        let close = res.head.get("connection") == Some("close");
+        assert_eq!(close, i == 3, "request {i}: {}", res.dump());
+    }
+    assert!(
+        c.closed().await,
+        "the connection stays open after its last request"
+    );
+}
