@@ -183,11 +183,15 @@ pub struct ServerConfig {
     /// How long an accepted connection beyond `max_connections` may wait. Default: 100ms.
     #[serde(with = "duration_str")]
     pub connection_wait: Duration,
-    /// Time allowed to receive a request's header section; also how long an idle
-    /// keep-alive connection is kept (hyper starts this timer when it waits for the
-    /// next request). Default: 60s.
+    /// Time allowed to receive a request's header section: the first request's
+    /// from the connection's start, later ones' from their first byte (slowloris).
+    /// Default: 10s.
     #[serde(with = "duration_str")]
     pub header_timeout: Duration,
+    /// How long an idle keep-alive connection is kept between two requests.
+    /// Default: 60s.
+    #[serde(with = "duration_str")]
+    pub keepalive_timeout: Duration,
     /// Largest request header section in bytes (431 beyond). Default: 32KiB.
     #[serde(with = "crate::size")]
     pub max_header_bytes: u64,
@@ -378,7 +382,8 @@ impl Default for ServerConfig {
             state_dir: "portcullis-state".to_owned(),
             max_connections: 10_000,
             connection_wait: Duration::from_millis(100),
-            header_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
             max_header_bytes: 32 * 1024,
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
@@ -507,6 +512,12 @@ impl Config {
             at(
                 0..0,
                 "server.client_body_timeout must be greater than 0s".into(),
+            );
+        }
+        if s.keepalive_timeout.is_zero() {
+            at(
+                0..0,
+                "server.keepalive_timeout must be greater than 0s".into(),
             );
         }
         if s.header_timeout.is_zero() {

@@ -6,9 +6,11 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use portcullis_body::{HeadInspector, RawHeadVerdict};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 /// The inspector shared by a connection's IO (which feeds it) and its service
 /// (which takes one verdict per request, in order).
@@ -44,15 +46,18 @@ impl SharedInspector {
         } else if i.is_passthrough() {
             Feed::Done
         } else {
-            Feed::More
+            Feed::More {
+                head_pending: i.heads_completed() == 0 || i.in_head(),
+            }
         }
     }
 }
 
 /// What the inspector needs after a read.
 enum Feed {
-    /// More bytes: it still tracks the stream.
-    More,
+    /// More bytes: it still tracks the stream; `head_pending` while a request
+    /// head (or the first one) is not complete.
+    More { head_pending: bool },
     /// Nothing more: it stopped tracking (HTTP/2, an upgrade, a bad head).
     Done,
     /// A request head grew past the limit: the connection is to be closed.
@@ -66,18 +71,34 @@ pin_project_lite::pin_project! {
     /// closes the connection: hyper's own read buffer may be larger than any head
     /// we accept (large buffers make body uploads cheaper), and this keeps a slow
     /// or endless head from filling it.
+    ///
+    /// A request head must also arrive within `head_timeout`: the first one from
+    /// the connection's start, later ones from their first byte (slowloris). The
+    /// wait between requests is not bounded here (hyper's keep-alive timer does
+    /// it: it knows when a response is done).
     #[derive(Debug)]
     pub struct InspectedIo<T> {
         #[pin]
         io: T,
         inspector: Option<SharedInspector>,
+        head_timeout: Duration,
+        // Only while a head is pending: an idle connection holds no timer.
+        timer: Option<Pin<Box<Sleep>>>,
     }
 }
 
 impl<T> InspectedIo<T> {
-    /// Wraps `io`; with no inspector, reads pass untouched.
-    pub fn new(io: T, inspector: Option<SharedInspector>) -> Self {
-        Self { io, inspector }
+    /// Wraps `io`; with no inspector, reads pass untouched and are not timed.
+    pub fn new(io: T, inspector: Option<SharedInspector>, head_timeout: Duration) -> Self {
+        let timer = inspector
+            .is_some()
+            .then(|| Box::pin(tokio::time::sleep(head_timeout)));
+        Self {
+            io,
+            inspector,
+            head_timeout,
+            timer,
+        }
     }
 }
 
@@ -94,15 +115,36 @@ impl<T: AsyncRead> AsyncRead for InspectedIo<T> {
             let new = buf.filled().get(before..).unwrap_or(&[]);
             if !new.is_empty() {
                 match inspector.feed(new) {
-                    Feed::More => {}
-                    Feed::Done => *this.inspector = None,
+                    Feed::More { head_pending } => {
+                        if !head_pending {
+                            *this.timer = None;
+                        } else if this.timer.is_none() {
+                            *this.timer = Some(Box::pin(tokio::time::sleep(*this.head_timeout)));
+                        }
+                    }
+                    Feed::Done => {
+                        *this.inspector = None;
+                        *this.timer = None;
+                    }
                     Feed::HeadTooLarge => {
                         *this.inspector = None;
+                        *this.timer = None;
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             "request head too large",
                         )));
                     }
+                }
+            }
+        }
+        if res.is_pending() {
+            if let Some(timer) = this.timer.as_mut() {
+                if timer.as_mut().poll(cx).is_ready() {
+                    *this.timer = None;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "request head not received in time",
+                    )));
                 }
             }
         }

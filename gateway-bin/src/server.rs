@@ -34,8 +34,11 @@ pub struct ListenerLimits {
     pub max_connections: usize,
     /// How long an excess connection may wait for a slot.
     pub connection_wait: Duration,
-    /// Header read timeout (also the keep-alive idle timeout).
+    /// Time to receive a request head: the first from the connection's start,
+    /// later ones from their first byte (slowloris).
     pub header_timeout: Duration,
+    /// How long an idle keep-alive connection is kept between requests.
+    pub keepalive_timeout: Duration,
     /// Largest header section (431).
     pub max_header_bytes: usize,
     /// Most header fields (431).
@@ -198,8 +201,15 @@ impl Builders {
         // gateway's error shape.
         let buf = head_limit(limits).max(HYPER_DEFAULT_MAX_BUF);
         let mut h1 = http1::Builder::new();
+        // hyper's timer runs from when it waits for the next request to that
+        // request's head: the keep-alive idle time plus the head's own, which
+        // `InspectedIo` bounds to `header_timeout` from the head's first byte.
         h1.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
+            .header_read_timeout(
+                limits
+                    .keepalive_timeout
+                    .saturating_add(limits.header_timeout),
+            )
             .max_buf_size(buf)
             .keep_alive(true);
         // hyper parses up to 100 fields in a stack array; any other limit costs a
@@ -278,7 +288,7 @@ async fn serve_connection<S, B>(
         None => false,
     };
     let result = if let (true, Some(h2b)) = (h2, &builders.h2) {
-        let io = TokioIo::new(InspectedIo::new(stream, None));
+        let io = TokioIo::new(InspectedIo::new(stream, None, builders.header_timeout));
         // Boxed: HTTP/2's larger state lives on the heap, only for h2 connections.
         let mut conn = Box::pin(h2b.serve_connection(io, svc));
         let done = tokio::select! {
@@ -297,7 +307,11 @@ async fn serve_connection<S, B>(
         // holds only hyper's connection and the drain signal: this detection
         // future's arguments would otherwise stay reserved for the connection's
         // whole life.
-        let io = TokioIo::new(InspectedIo::new(stream, Some(svc.inspector.clone())));
+        let io = TokioIo::new(InspectedIo::new(
+            stream,
+            Some(svc.inspector.clone()),
+            builders.header_timeout,
+        ));
         let conn = builders.h1.serve_connection(io, svc).with_upgrades();
         tokio::spawn(DriveH1 {
             conn,

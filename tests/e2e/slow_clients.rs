@@ -106,3 +106,47 @@ async fn a_connection_is_closed_after_its_request_quota() {
         "the connection stays open after its last request"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_head_is_cut_at_the_header_timeout_but_an_idle_keep_alive_is_not() {
+    let origin = Origin::start(|_| Action::Respond(ok("done"))).await;
+    let gw = gateway(
+        &origin,
+        "header_timeout = \"1s\"\nkeepalive_timeout = \"10s\"",
+    )
+    .await;
+
+    // Idle between two requests for longer than the header timeout: kept.
+    let mut c = Client::connect(gw.addr).await;
+    c.send(b"GET /one HTTP/1.1\r\nHost: t.local\r\n\r\n").await;
+    assert_eq!(c.response_to("GET").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    c.send(b"GET /two HTTP/1.1\r\nHost: t.local\r\n\r\n").await;
+    assert_eq!(c.response_to("GET").await.status, 200);
+
+    // A head dribbled a byte at a time: closed about a second after it began.
+    c.send(b"G").await;
+    let started = Instant::now();
+    let mut cut = false;
+    for b in b"ET /three HTTP/1.1\r\nHost: t.local\r\n" {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if c.w.try_write(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    assert!(cut || c.closed().await, "a slow head was not cut");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cut after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        origin.records().len(),
+        2,
+        "only the two whole requests went through"
+    );
+}

@@ -63,6 +63,8 @@ pub struct HeadInspector {
     /// The one `Bad` verdict, taken after the `oks` that precede it.
     bad: Option<RawHeadVerdict>,
     overflowed: bool,
+    /// Request heads completed so far.
+    completed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +150,7 @@ impl HeadInspector {
             oks: 0,
             bad: None,
             overflowed: false,
+            completed: 0,
         }
     }
 
@@ -187,6 +190,17 @@ impl HeadInspector {
     /// Whether the inspector stopped following the stream (no more verdicts).
     pub fn is_passthrough(&self) -> bool {
         self.state == State::Passthrough
+    }
+
+    /// Whether part of a request head was read and the rest has not come yet (a
+    /// listener bounds this time: slowloris).
+    pub fn in_head(&self) -> bool {
+        matches!(self.state, State::Head(_) | State::StartCr)
+    }
+
+    /// Request heads completed so far (good or bad).
+    pub fn heads_completed(&self) -> u64 {
+        self.completed
     }
 
     /// Consumes a prefix of `input`, or changes state without consuming.
@@ -295,6 +309,7 @@ impl HeadInspector {
     /// Queues a verdict. A `Bad` one is always followed by passthrough, so at
     /// most one is ever queued.
     fn push(&mut self, verdict: RawHeadVerdict) {
+        self.completed = self.completed.saturating_add(1);
         match verdict {
             RawHeadVerdict::Ok => self.oks = self.oks.saturating_add(1),
             bad @ RawHeadVerdict::Bad { .. } => self.bad = Some(bad),
