@@ -496,20 +496,6 @@ async fn malformed() {
     assert_clean(&sum);
 }
 
-/// The corpus inputs flagged `bug`: requests the gateway forwards although they
-/// are invalid as a whole (see the flagged entries for each one).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: authority-form targets on GET (`GET smuggled HTTP/1.1`) are forwarded as `GET /` with Host taken from the target, and absolute-form with an invalid scheme (`GET 1http://h/p`) is forwarded, instead of 400 — see report"]
-async fn malformed_known_bugs() {
-    let _serial = serial().await;
-    let corpus = corpus();
-    let entries: Vec<&Entry> = corpus.iter().filter(|e| e.bug).collect();
-    assert!(!entries.is_empty(), "no entry is flagged `bug`");
-    let sum = run_corpus(&entries).await;
-    eprintln!("malformed (known bugs): {}", sum.line());
-    assert_clean(&sum);
-}
-
 /// At most 300 characters of `text`, for assertion messages.
 fn shorten(text: &str) -> String {
     if text.chars().count() <= 300 {
@@ -541,7 +527,6 @@ fn the_corpus_format_decodes_escapes_and_repeats() {
 /// routing, auth and limits ("h2c smuggling"). RFC 9113 §3.1 retired the h2c
 /// upgrade; WebSocket upgrades are unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: `Upgrade: h2c` (with `Connection: Upgrade, HTTP2-Settings`) is forwarded and a 101 from the origin is tunnelled — see report"]
 async fn h2c_upgrade_is_not_tunnelled() {
     let _serial = serial().await;
     const SWITCH: &[u8] =

@@ -102,6 +102,20 @@ fn check<B>(req: &Request<B>) -> Result<(), Rejection> {
     }
     let headers = req.headers();
     let version = req.version();
+    // The request target's form (RFC 9112 §3.2): authority-form belongs to
+    // CONNECT alone (`GET host:80` would otherwise be forwarded as `GET /` with
+    // its Host replaced), and an absolute target names http or https.
+    let uri = req.uri();
+    if let Some(scheme) = uri.scheme_str() {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err((
+                Cause::BadRequest,
+                "request target scheme is not http or https",
+            ));
+        }
+    } else if uri.authority().is_some() && req.method() != http::Method::CONNECT {
+        return Err((Cause::BadRequest, "authority-form target without CONNECT"));
+    }
     // `http` refuses these bytes in a `HeaderValue`; checked again in case a
     // lenient parser or an unchecked constructor put them there.
     if headers
@@ -182,6 +196,41 @@ mod tests {
 
     fn req() -> http::request::Builder {
         Request::post("/").header(HOST, "example.com")
+    }
+
+    #[tokio::test]
+    async fn target_forms_are_checked() {
+        let with = |method: &str, target: &str| {
+            Request::builder()
+                .method(method)
+                .uri(target)
+                .header(HOST, "example.com")
+                .body(Empty::new())
+                .unwrap()
+        };
+        for (method, target) in [
+            ("GET", "example.com:80"),
+            ("POST", "smuggled:8080"),
+            ("GET", "ftp://example.com/x"),
+            ("GET", "gopher://example.com/"),
+        ] {
+            let res = send(with(method, target)).await;
+            assert_eq!(res.status(), 400, "{method} {target}");
+            assert_eq!(res.headers()[PORTCULLIS_ERROR], "bad_request");
+        }
+        for (method, target) in [
+            ("GET", "/x"),
+            ("GET", "http://example.com/x"),
+            ("GET", "HTTPS://example.com/x"),
+            ("CONNECT", "example.com:443"),
+            ("OPTIONS", "*"),
+        ] {
+            assert_eq!(
+                send(with(method, target)).await.status(),
+                200,
+                "{method} {target}"
+            );
+        }
     }
 
     async fn assert_rejected(req: Request<Empty<bytes::Bytes>>, cause: &str) {

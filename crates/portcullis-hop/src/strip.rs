@@ -50,6 +50,20 @@ pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
         && connection_options(req.headers()).any(|option| option == header::UPGRADE)
+        && !upgrades_to_h2c(req.headers())
+}
+
+/// Whether `Upgrade` names `h2c`: HTTP/2 over cleartext is the gateway's own
+/// business (prior knowledge on its listener); tunnelled to an upstream, it would
+/// carry requests past routing, auth and limits ("h2c smuggling"). Such a request
+/// is forwarded as a plain one, its `Upgrade` removed.
+fn upgrades_to_h2c(headers: &HeaderMap) -> bool {
+    list_elements(headers, &header::UPGRADE).any(|token| {
+        token
+            .split(|&b| b == b'/')
+            .next()
+            .is_some_and(|protocol| protocol.eq_ignore_ascii_case(b"h2c"))
+    })
 }
 
 /// Strips the hop-by-hop headers of a request before it is forwarded.
@@ -273,8 +287,15 @@ mod tests {
         assert!(upgrade(
             Version::HTTP_11,
             Some(" keep-alive ,upgrade"),
-            Some("h2c")
+            Some("foo/2")
         ));
+        // h2c is never tunnelled: forwarded as a plain request.
+        for h2c in ["h2c", "H2C", "websocket, h2c", "h2c/1"] {
+            assert!(
+                !upgrade(Version::HTTP_11, Some("upgrade, http2-settings"), Some(h2c)),
+                "{h2c}"
+            );
+        }
         assert!(!upgrade(
             Version::HTTP_10,
             Some("upgrade"),
