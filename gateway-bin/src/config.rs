@@ -192,6 +192,11 @@ pub struct ServerConfig {
     /// Default: 60s.
     #[serde(with = "duration_str")]
     pub keepalive_timeout: Duration,
+    /// How long a write to a client may stay blocked because it does not read
+    /// (slow reader); past it the connection is closed and its upstream let go.
+    /// Default: 60s.
+    #[serde(with = "duration_str")]
+    pub send_timeout: Duration,
     /// Largest request header section in bytes (431 beyond). Default: 32KiB.
     #[serde(with = "crate::size")]
     pub max_header_bytes: u64,
@@ -384,6 +389,7 @@ impl Default for ServerConfig {
             connection_wait: Duration::from_millis(100),
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_header_bytes: 32 * 1024,
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
@@ -513,6 +519,9 @@ impl Config {
                 0..0,
                 "server.client_body_timeout must be greater than 0s".into(),
             );
+        }
+        if s.send_timeout.is_zero() {
+            at(0..0, "server.send_timeout must be greater than 0s".into());
         }
         if s.keepalive_timeout.is_zero() {
             at(

@@ -830,6 +830,7 @@ pub fn limits(config: &Config) -> ListenerLimits {
         connection_wait: s.connection_wait,
         header_timeout: s.header_timeout,
         keepalive_timeout: s.keepalive_timeout,
+        send_timeout: s.send_timeout,
         max_header_bytes: usize::try_from(s.max_header_bytes).unwrap_or(usize::MAX),
         max_headers: s.max_headers,
         max_uri_bytes: usize::try_from(s.max_uri_bytes).unwrap_or(usize::MAX),

@@ -84,12 +84,22 @@ pin_project_lite::pin_project! {
         head_timeout: Duration,
         // Only while a head is pending: an idle connection holds no timer.
         timer: Option<Pin<Box<Sleep>>>,
+        send_timeout: Duration,
+        // Only while a write is blocked (the client does not read).
+        send_timer: Option<Pin<Box<Sleep>>>,
     }
 }
 
 impl<T> InspectedIo<T> {
     /// Wraps `io`; with no inspector, reads pass untouched and are not timed.
-    pub fn new(io: T, inspector: Option<SharedInspector>, head_timeout: Duration) -> Self {
+    /// A write that stays blocked for `send_timeout` (the client stopped
+    /// reading) fails, which closes the connection and lets go of its upstream.
+    pub fn new(
+        io: T,
+        inspector: Option<SharedInspector>,
+        head_timeout: Duration,
+        send_timeout: Duration,
+    ) -> Self {
         let timer = inspector
             .is_some()
             .then(|| Box::pin(tokio::time::sleep(head_timeout)));
@@ -98,8 +108,33 @@ impl<T> InspectedIo<T> {
             inspector,
             head_timeout,
             timer,
+            send_timeout,
+            send_timer: None,
         }
     }
+}
+
+/// Bounds a blocked write: `Ready` clears the timer, `Pending` arms it, and a
+/// timer that ran out turns the `Pending` into an error.
+fn bound_write<R>(
+    res: Poll<io::Result<R>>,
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    timeout: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<R>> {
+    if res.is_ready() {
+        *timer = None;
+        return res;
+    }
+    let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+    if t.as_mut().poll(cx).is_ready() {
+        *timer = None;
+        return Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client did not read its response in time",
+        )));
+    }
+    res
 }
 
 impl<T: AsyncRead> AsyncRead for InspectedIo<T> {
@@ -158,11 +193,15 @@ impl<T: AsyncWrite> AsyncWrite for InspectedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
+        let this = self.project();
+        let res = this.io.poll_write(cx, buf);
+        bound_write(res, this.send_timer, *this.send_timeout, cx)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_flush(cx)
+        let this = self.project();
+        let res = this.io.poll_flush(cx);
+        bound_write(res, this.send_timer, *this.send_timeout, cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -174,7 +213,9 @@ impl<T: AsyncWrite> AsyncWrite for InspectedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        let res = this.io.poll_write_vectored(cx, bufs);
+        bound_write(res, this.send_timer, *this.send_timeout, cx)
     }
 
     fn is_write_vectored(&self) -> bool {

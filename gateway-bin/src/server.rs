@@ -39,6 +39,8 @@ pub struct ListenerLimits {
     pub header_timeout: Duration,
     /// How long an idle keep-alive connection is kept between requests.
     pub keepalive_timeout: Duration,
+    /// How long a write to the client may stay blocked (it stopped reading).
+    pub send_timeout: Duration,
     /// Largest header section (431).
     pub max_header_bytes: usize,
     /// Most header fields (431).
@@ -190,6 +192,7 @@ struct Builders {
     h1: http1::Builder,
     h2: Option<http2::Builder<TokioExecutor>>,
     header_timeout: Duration,
+    send_timeout: Duration,
 }
 
 impl Builders {
@@ -230,6 +233,7 @@ impl Builders {
             h1,
             h2,
             header_timeout: limits.header_timeout,
+            send_timeout: limits.send_timeout,
         }
     }
 }
@@ -288,7 +292,12 @@ async fn serve_connection<S, B>(
         None => false,
     };
     let result = if let (true, Some(h2b)) = (h2, &builders.h2) {
-        let io = TokioIo::new(InspectedIo::new(stream, None, builders.header_timeout));
+        let io = TokioIo::new(InspectedIo::new(
+            stream,
+            None,
+            builders.header_timeout,
+            builders.send_timeout,
+        ));
         // Boxed: HTTP/2's larger state lives on the heap, only for h2 connections.
         let mut conn = Box::pin(h2b.serve_connection(io, svc));
         let done = tokio::select! {
@@ -311,6 +320,7 @@ async fn serve_connection<S, B>(
             stream,
             Some(svc.inspector.clone()),
             builders.header_timeout,
+            builders.send_timeout,
         ));
         let conn = builders.h1.serve_connection(io, svc).with_upgrades();
         tokio::spawn(DriveH1 {
