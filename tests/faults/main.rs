@@ -22,6 +22,9 @@ mod util;
 
 mod flood;
 mod malformed;
+mod reload_load;
+mod shutdown_load;
 mod slow_post;
 mod slow_reader;
 mod slowloris;
+mod soak;

@@ -46,17 +46,23 @@ pub(crate) fn routes_to(url: &str) -> String {
 pub(crate) struct Proc {
     pub(crate) gw: Gateway,
     pub(crate) pid: u32,
+    /// The `state_dir` of its config, kept for [`Proc::rewrite`].
+    state_dir: String,
 }
 
 impl Proc {
     /// As `Gateway::run`: a `[server]` section listening on port 0 (admin too),
     /// then `server_extra`, then `rest`.
     pub(crate) async fn run(server_extra: &str, rest: &str) -> Self {
+        Self::run_with_env(server_extra, rest, &[]).await
+    }
+
+    /// As [`Proc::run`], with these variables set in the gateway's environment
+    /// (for example `PORTCULLIS_ADMIN_TOKEN`, see [`Proc::run_with_token`]).
+    pub(crate) async fn run_with_env(server_extra: &str, rest: &str, env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new();
-        let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nstate_dir = {:?}\n{server_extra}\n\n{rest}\n",
-            dir.0.join("state").display().to_string(),
-        );
+        let state_dir = dir.0.join("state").display().to_string();
+        let text = config_text(&state_dir, server_extra, rest);
         let config = dir.write("portcullis.toml", &text);
         let pidfile = dir.0.join("portcullis.pid");
         let mut cmd = Command::new("sh");
@@ -65,6 +71,9 @@ impl Proc {
             .arg(&pidfile)
             .arg(BIN)
             .arg(&config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let gw = Gateway::start_command(cmd, &format!("run with {text:?}"), Some(dir)).await;
         // The gateway logged that it listens, so the shell wrote the file first.
         let pid = std::fs::read_to_string(&pidfile)
@@ -72,7 +81,42 @@ impl Proc {
             .trim()
             .parse()
             .expect("a pid");
-        Self { gw, pid }
+        Self { gw, pid, state_dir }
+    }
+
+    /// As [`Proc::run`], the admin API enabled with [`ADMIN_TOKEN`].
+    pub(crate) async fn run_with_token(server_extra: &str, rest: &str) -> Self {
+        Self::run_with_env(
+            server_extra,
+            rest,
+            &[("PORTCULLIS_ADMIN_TOKEN", ADMIN_TOKEN)],
+        )
+        .await
+    }
+
+    /// Rewrites the config file as [`Proc::run`] wrote it (same `[server]`
+    /// section and state folder), with this `server_extra` and `rest`; a reload
+    /// then reads it.
+    pub(crate) fn rewrite(&self, server_extra: &str, rest: &str) {
+        self.gw
+            .rewrite_config(&config_text(&self.state_dir, server_extra, rest));
+    }
+
+    /// `POST /api/v1/reload` on the admin listener with [`ADMIN_TOKEN`], on a
+    /// fresh connection; the response, or what went wrong.
+    pub(crate) async fn reload(&self) -> Read {
+        let mut c = match Raw::connect(self.gw.admin_addr(), Duration::from_secs(10)).await {
+            Ok(c) => c,
+            Err(e) => return Read::Broken(format!("connect to the admin listener: {e}")),
+        };
+        let req = format!(
+            "POST /api/v1/reload HTTP/1.1\r\nHost: admin.local\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        if !c.send(req.as_bytes(), Duration::from_secs(10)).await {
+            return Read::Broken("the reload request could not be written".to_owned());
+        }
+        c.read("POST").await
     }
 
     fn proc_file(&self, name: &str) -> String {
@@ -127,6 +171,17 @@ impl Proc {
             );
         }
     }
+}
+
+/// The admin API token of gateways started with [`Proc::run_with_token`].
+pub(crate) const ADMIN_TOKEN: &str = "faults-admin-token";
+
+/// The config file [`Proc::run`] writes: a `[server]` section listening on
+/// port 0 (admin too) with this `state_dir`, then `server_extra`, then `rest`.
+fn config_text(state_dir: &str, server_extra: &str, rest: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nstate_dir = {state_dir:?}\n{server_extra}\n\n{rest}\n"
+    )
 }
 
 /// The fields of a `/proc/PID/stat` line after the command name.
@@ -327,5 +382,127 @@ impl Sink {
 impl Drop for Sink {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// What every [`EchoOrigin`] of a test shares across kills and restarts: the
+/// pause switch and the log of requests received.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EchoShared {
+    /// While set, every origin delays its answers (as if stopped with SIGSTOP).
+    pub(crate) paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// `(origin name, method, x-test-id)` of every whole request received.
+    pub(crate) seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
+}
+
+/// An origin that answers every request with `200`, echoing in headers the
+/// request's `x-test-id` (`x-test-id`), the FNV-1a checksum and length of its
+/// body (`x-body-sum`, `x-body-len`) and its own name (`x-origin`). Unlike the
+/// e2e `Origin` it can listen on a chosen port, so that a killed one can be
+/// restarted where the gateway expects it.
+#[derive(Debug)]
+pub(crate) struct EchoOrigin {
+    pub(crate) addr: SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+/// The longest an [`EchoOrigin`] holds an answer while paused.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+impl EchoOrigin {
+    /// Starts `name` on `addr` (port 0 for any), sharing `shared`.
+    pub(crate) async fn start(addr: SocketAddr, name: &str, shared: &EchoShared) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("bind echo origin {name} on {addr}: {e}"));
+        let addr = listener.local_addr().expect("echo origin addr");
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tasks, shared, name) = (conns.clone(), shared.clone(), name.to_owned());
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let task = tokio::spawn(echo_serve(stream, name.clone(), shared.clone()));
+                let mut tasks = tasks.lock().expect("echo tasks");
+                tasks.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+                tasks.push(task);
+            }
+        });
+        Self {
+            addr,
+            accept,
+            conns,
+        }
+    }
+
+    /// `http://ADDR`.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Dies like a killed process: the port refuses connections and every open
+    /// connection is closed, mid-request or idle. Returns once the sockets are.
+    pub(crate) async fn kill(&self) {
+        self.accept.abort();
+        let conns = std::mem::take(&mut *self.conns.lock().expect("echo tasks"));
+        for t in &conns {
+            t.abort();
+        }
+        // Aborted tasks drop their sockets when the runtime next polls them.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !(self.accept.is_finished() && conns.iter().all(|t| t.is_finished())) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "echo origin tasks did not end"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for EchoOrigin {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for t in self.conns.lock().expect("echo tasks").iter() {
+            t.abort();
+        }
+    }
+}
+
+async fn echo_serve(stream: TcpStream, name: String, shared: EchoShared) {
+    use std::sync::atomic::Ordering;
+    let _ = stream.set_nodelay(true);
+    let (r, mut w) = stream.into_split();
+    let mut r = Reader::new(r, Duration::from_secs(60));
+    loop {
+        let Ok(Some(head)) = r.read_head().await else {
+            return;
+        };
+        let body = match r.read_body(head.request_framing()).await {
+            Ok(b) if b.complete => b,
+            _ => return,
+        };
+        let id = head.get("x-test-id").unwrap_or("").to_owned();
+        shared.seen.lock().expect("seen").push((
+            name.clone(),
+            head.method().to_owned(),
+            id.clone(),
+        ));
+        let start = tokio::time::Instant::now();
+        while shared.paused.load(Ordering::SeqCst) && start.elapsed() < MAX_PAUSE {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let res = crate::support::response(
+            "200 OK",
+            &[
+                ("x-test-id", &id),
+                ("x-body-sum", &format!("{:016x}", body.sum.0)),
+                ("x-body-len", &body.len.to_string()),
+                ("x-origin", &name),
+            ],
+            b"ok",
+        );
+        if w.write_all(&res).await.is_err() {
+            return;
+        }
     }
 }
