@@ -436,7 +436,8 @@ where
             .served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             .saturating_add(1);
-        let last = req.version() < http::Version::HTTP_2
+        let h1 = req.version() < http::Version::HTTP_2;
+        let last = h1
             && ((self.limits.max_requests_per_connection > 0
                 && n >= self.limits.max_requests_per_connection)
                 || (!self.limits.max_connection_lifetime.is_zero()
@@ -445,7 +446,13 @@ where
         let inspector = may_upgrade.then(|| self.inspector.clone());
         Box::pin(async move {
             let mut res = stack.oneshot(req).await?;
-            if last && res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            let close = last
+                || (h1
+                    && res
+                        .extensions()
+                        .get::<portcullis_core::CloseConnection>()
+                        .is_some());
+            if close && res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
                 res.headers_mut().insert(
                     http::header::CONNECTION,
                     http::HeaderValue::from_static("close"),

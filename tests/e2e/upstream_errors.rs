@@ -22,6 +22,23 @@ async fn refused_connection_is_502_upstream_unreachable() {
         "{}",
         res.head.text()
     );
+    // The endpoint that failed is named; a bodyless request keeps its connection.
+    assert_eq!(
+        json["endpoint"],
+        format!("127.0.0.1:{port}"),
+        "{}",
+        res.dump()
+    );
+    assert_eq!(res.head.get("connection"), None, "{}", res.dump());
+    // A request whose body was not read says the connection closes, instead of
+    // closing it under the client's next request.
+    let res = exchange(
+        &gw,
+        b"POST /down HTTP/1.1\r\nHost: t.local\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(res.status, 502, "{}", res.dump());
+    assert_eq!(res.head.get("connection"), Some("close"), "{}", res.dump());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

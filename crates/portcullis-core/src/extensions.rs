@@ -21,6 +21,12 @@ pub struct PeerAddr(pub SocketAddr);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
+/// On a response: the client connection must close after it (its request body
+/// was not read to the end, say). The listener answers with `Connection: close`;
+/// a header set by an inner layer would not survive hop-by-hop removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseConnection;
+
 /// The local address the client connected to, set by the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalAddr(pub SocketAddr);

@@ -54,6 +54,6 @@ pub use body::ErrorBody;
 pub use cause::Cause;
 pub use error_response::{ErrorContext, ErrorResponse, PORTCULLIS_ERROR};
 pub use extensions::{
-    ClientAddr, ConnectionSlot, Identity, LocalAddr, MatchedRoute, PeerAddr, SelectedEndpoint,
-    ServiceName, Tls, UpstreamDuration,
+    ClientAddr, CloseConnection, ConnectionSlot, Identity, LocalAddr, MatchedRoute, PeerAddr,
+    SelectedEndpoint, ServiceName, Tls, UpstreamDuration,
 };

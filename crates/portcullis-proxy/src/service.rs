@@ -496,21 +496,24 @@ where
                 _ => Outcome::ServerError,
             });
             tracing::debug!(error = %DisplayChain(&e), cause = cause.as_str(), endpoint = %upstream.id, "upstream request failed");
-            return Ok(timed(
-                error(err_ctx_with(&err_ctx, cause), Some(endpoint)),
-                start,
+            return Ok(unread_body_closes(
+                timed(error(err_ctx_with(&err_ctx, cause), Some(endpoint)), start),
+                replayable,
             ));
         }
         Err(_) => {
             picked.report(Outcome::Timeout);
             let e = UpstreamTimedOut::new("response headers");
             tracing::debug!(error = %e, endpoint = %upstream.id, "upstream request failed");
-            return Ok(timed(
-                error(
-                    err_ctx_with(&err_ctx, Cause::UpstreamTimeout),
-                    Some(endpoint),
+            return Ok(unread_body_closes(
+                timed(
+                    error(
+                        err_ctx_with(&err_ctx, Cause::UpstreamTimeout),
+                        Some(endpoint),
+                    ),
+                    start,
                 ),
-                start,
+                replayable,
             ));
         }
     };
@@ -602,6 +605,19 @@ fn empty_body() -> ClientBody {
     http_body_util::Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+/// A failed exchange whose request body may not have been read to its end
+/// leaves the client connection unusable (the server will not drain it): mark
+/// the response [`CloseConnection`](portcullis_core::CloseConnection) so the
+/// listener says `Connection: close`, rather than close it under the client's
+/// next request.
+fn unread_body_closes(mut res: Response<ProxyBody>, bodyless: bool) -> Response<ProxyBody> {
+    if !bodyless {
+        res.extensions_mut()
+            .insert(portcullis_core::CloseConnection);
+    }
+    res
 }
 
 /// Records how long the upstream took before failing.
