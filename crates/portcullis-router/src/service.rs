@@ -394,12 +394,19 @@ fn edit_uri<S>(
     if out.starts_with("//") {
         return Err("edited path starts with //");
     }
-    if dotdot {
-        let fixed = fixed_prefix(&route.edit);
+    // An upstream that removes dot segments reads the edited path resolved: a
+    // `.` (or `%2e`) segment may hide a `//` start there (`/.//host/x`).
+    if dotdot || crate::ambiguous::dot_segments(&out).is_some() {
         let normal = remove_dot_segments(&out);
-        let within = normal.starts_with(fixed) || fixed.strip_suffix('/') == Some(&*normal);
-        if !within || normal.starts_with("//") {
-            return Err("edited path climbs out of its target");
+        if normal.starts_with("//") {
+            return Err("edited path starts with // once its dot segments are removed");
+        }
+        if dotdot {
+            let fixed = fixed_prefix(&route.edit);
+            let within = normal.starts_with(fixed) || fixed.strip_suffix('/') == Some(&*normal);
+            if !within {
+                return Err("edited path climbs out of its target");
+            }
         }
     }
     if let Some(q) = query {
