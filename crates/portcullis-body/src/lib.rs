@@ -159,7 +159,7 @@
 //! | --- | --- |
 //! | [`BodyLimitLayer::new`] `max_bytes` | none: chosen per route (the gateway's config has the default) |
 //! | [`HeadInspector::new`] `max_head_bytes` | none: use the HTTP/1 server's header limit |
-//! | verdicts waiting per connection | 64; a 65th unclaimed head gets `Bad` (`too many pipelined requests`) |
+//! | verdicts waiting per connection | unbounded count (run-length: `Ok` verdicts are a counter), at most one `Bad` |
 //!
 //! Memory per request is constant: bodies are never buffered, only counted. The
 //! inspector buffers only the current head.
