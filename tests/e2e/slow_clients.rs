@@ -29,6 +29,7 @@ async fn a_stalled_request_body_is_408_client_timeout() {
     assert_eq!(res.status, 408, "{}", res.dump());
     assert_eq!(res.cause(), Some("client_timeout"), "{}", res.dump());
     assert_eq!(res.head.get("connection"), Some("close"), "{}", res.dump());
+    assert_eq!(res.json()["service"], "svc", "{}", res.dump());
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(10),

@@ -13,7 +13,7 @@ use http::header::{CONNECTION, HeaderValue};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use portcullis_core::{Cause, ErrorContext};
+use portcullis_core::{Cause, ErrorContext, ServiceName};
 use tokio::time::{Instant, Sleep};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -164,10 +164,19 @@ where
         if this.tripped.load(Ordering::Acquire) {
             if let Some(error) = this.error.take() {
                 // The inner service saw the body fail: its answer, Ok or Err, is
-                // about a truncated request.
+                // about a truncated request. A router inside named the service.
+                let service = result
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.extensions().get::<ServiceName>())
+                    .map(|s| s.0.to_string());
                 drop(result);
                 tracing::debug!(cause = "client_timeout", "request body too slow");
-                let mut res = error.error(Cause::ClientTimeout).build();
+                let mut e = error.error(Cause::ClientTimeout);
+                if let Some(service) = service {
+                    e = e.service(service);
+                }
+                let mut res = e.build();
                 res.headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
                 return Poll::Ready(Ok(res.map(ResponseBody::error)));
