@@ -99,9 +99,9 @@ where
 {
     type Output = Result<Response<ResponseBody<ResBody>>, E>;
 
-    // The one `expect` below is unreachable from any client or upstream input:
-    // `res` is `Some` until the `Rejected` branch returns `Ready` once, so only a
-    // caller polling a completed future (a bug in the caller) finds it empty.
+    // The two `expect`s below are unreachable from any client or upstream input:
+    // `res` and `pending` are `Some` until their branch completes once, so only a
+    // caller polling a completed future (a bug in the caller) finds them empty.
     #[allow(clippy::expect_used)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();

@@ -121,22 +121,31 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let error = ErrorContext::of(&req);
-        let tripped = Arc::new(AtomicBool::new(false));
+        // A request without a body (most GETs) costs nothing here: no tripwire,
+        // no error context, no timer.
+        let (tripped, error) = if req.body().is_end_stream() {
+            (None, None)
+        } else {
+            (
+                Some(Arc::new(AtomicBool::new(false))),
+                Some(ErrorContext::of(&req)),
+            )
+        };
         let limits = self.limits;
-        let wire = Arc::clone(&tripped);
+        let wire = tripped.clone();
         let req = req.map(|body| TimedBody {
             inner: body,
             limits,
             started: None,
             received: 0,
+            deadline: None,
             sleep: None,
             tripped: wire,
         });
         BodyTimeoutFuture {
             inner: self.inner.call(req),
             tripped,
-            error: Some(error),
+            error,
         }
     }
 }
@@ -147,7 +156,7 @@ pin_project! {
     pub struct BodyTimeoutFuture<F> {
         #[pin]
         inner: F,
-        tripped: Arc<AtomicBool>,
+        tripped: Option<Arc<AtomicBool>>,
         error: Option<ErrorContext>,
     }
 }
@@ -161,7 +170,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        if this.tripped.load(Ordering::Acquire) {
+        if this
+            .tripped
+            .as_ref()
+            .is_some_and(|t| t.load(Ordering::Acquire))
+        {
             if let Some(error) = this.error.take() {
                 // The inner service saw the body fail: its answer, Ok or Err, is
                 // about a truncated request. A router inside named the service.
@@ -195,8 +208,12 @@ pin_project! {
         limits: Limits,
         started: Option<Instant>,
         received: u64,
+        // When the next piece must have come.
+        deadline: Option<Instant>,
+        // Only once the body had to be waited for.
         sleep: Option<Pin<Box<Sleep>>>,
-        tripped: Arc<AtomicBool>,
+        // None: the body was empty from the start, nothing to time.
+        tripped: Option<Arc<AtomicBool>>,
     }
 }
 
@@ -220,12 +237,16 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
+        let Some(tripped) = this.tripped.as_ref() else {
+            return this
+                .inner
+                .poll_frame(cx)
+                .map(|frame| frame.map(|r| r.map_err(Into::into)));
+        };
         let now = Instant::now();
         let started = *this.started.get_or_insert(now);
         let idle = this.limits.idle;
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(now + idle)));
+        let deadline = *this.deadline.get_or_insert(now + idle);
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -237,17 +258,23 @@ where
                     && elapsed > this.limits.grace
                     && u128::from(*this.received) * 1000 < u128::from(min) * elapsed.as_millis()
                 {
-                    this.tripped.store(true, Ordering::Release);
+                    tripped.store(true, Ordering::Release);
                     return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
                 }
-                sleep.as_mut().reset(now + idle);
+                *this.deadline = Some(now + idle);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
+                }
                 if sleep.as_mut().poll(cx).is_ready() {
-                    this.tripped.store(true, Ordering::Release);
+                    tripped.store(true, Ordering::Release);
                     return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
                 }
                 Poll::Pending

@@ -27,6 +27,13 @@ pub trait Balance: Send + Sync + fmt::Debug + 'static {
     /// The upstream for the next request; `None` when none is available (the
     /// proxy then answers 503 `no_healthy_endpoint` with `Retry-After`).
     fn pick(&self) -> Option<Picked>;
+
+    /// Whether a second pick may name another upstream than the first. When it
+    /// cannot (one upstream), the proxy keeps no copy of a request for a retry
+    /// after a connect failure. Default: true.
+    fn may_pick_another(&self) -> bool {
+        true
+    }
 }
 
 type Report = Box<dyn FnOnce(Outcome) + Send>;

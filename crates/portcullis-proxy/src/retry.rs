@@ -103,6 +103,11 @@ impl Conditions {
         c
     }
 
+    /// Whether anything after a written request is retried.
+    pub(crate) fn after_sent(&self) -> bool {
+        self.gateway_error || self.server_error || self.timeout || self.reset
+    }
+
     /// Whether tries have their own response-header timeout.
     pub(crate) fn per_try_timeout(&self) -> bool {
         self.timeout

@@ -83,6 +83,10 @@ impl Balance for RoundRobin {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
         self.upstreams.get(i).cloned().map(Picked::new)
     }
+
+    fn may_pick_another(&self) -> bool {
+        self.upstreams.len() > 1
+    }
 }
 
 /// Per-proxy overrides of the client's timeouts (a route's own timeouts).
@@ -373,7 +377,12 @@ where
     let replayable = client_upgrade.is_none() && body.is_end_stream();
     let max_retries = retry.conditions.attempts.unwrap_or(config.retries);
     let idempotent = crate::retry::idempotent(&parts.method);
-    let again = (replayable && max_retries > 0).then(|| parts.clone());
+    // The copy a retry needs is kept only when one may happen: another upstream
+    // to try after a connect failure, or a policy that retries a sent request.
+    let may_retry = replayable
+        && max_retries > 0
+        && (retry.balance.may_pick_another() || idempotent && retry.conditions.after_sent());
+    let again = may_retry.then(|| parts.clone());
     let body = body.map_err(Into::into).boxed_unsync();
     let mut upstream_req = Request::from_parts(parts, body);
     let mut upstream = upstream;
