@@ -84,17 +84,37 @@ fn json(body: &'static str) -> Response {
         .into_response()
 }
 
+/// Admin connections served at once: the admin listener's own budget, apart
+/// from the proxy listener's `max_connections`, so a flood of either cannot take
+/// the other's slots. Past it a new admin connection is closed at once.
+pub const ADMIN_MAX_CONNECTIONS: usize = 256;
+
 /// Serves the admin endpoints until the task is dropped. HTTP/1.1 with a 10 s
-/// header read timeout (axum's own `serve` has none).
+/// header read timeout (axum's own `serve` has none), at most
+/// [`ADMIN_MAX_CONNECTIONS`] connections at once.
 pub async fn serve(listener: TcpListener, app: Router) {
+    serve_with(
+        listener,
+        app,
+        Arc::new(tokio::sync::Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+    )
+    .await;
+}
+
+async fn serve_with(listener: TcpListener, app: Router, slots: Arc<tokio::sync::Semaphore>) {
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(error) => {
                 tracing::warn!(%error, "admin accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(peer_addr = %peer, max_connections = ADMIN_MAX_CONNECTIONS, "admin connection limit reached, closing connection");
+            drop(stream);
+            continue;
         };
         let svc = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
@@ -103,7 +123,82 @@ pub async fn serve(listener: TcpListener, app: Router) {
                 .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
+            drop(slot);
         });
+    }
+}
+
+/// The admin listener, which a reload may move: [`AdminServer::rebind`] starts
+/// accepting on the new socket, then stops the old accept loop (connections it
+/// accepted, such as the one asking for the reload, finish on their own).
+pub struct AdminServer {
+    inner: std::sync::Mutex<AdminInner>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+#[derive(Default)]
+struct AdminInner {
+    app: Option<Router>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for AdminServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminServer").finish_non_exhaustive()
+    }
+}
+
+impl Default for AdminServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AdminServer {
+    /// An admin server not serving yet.
+    pub fn new() -> Self {
+        Self {
+            inner: std::sync::Mutex::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+        }
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, AdminInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Serves `app` on `listener`.
+    pub fn start(&self, listener: TcpListener, app: Router) {
+        let mut inner = self.inner();
+        inner.app = Some(app.clone());
+        let task = tokio::spawn(serve_with(listener, app, self.slots.clone()));
+        if let Some(old) = inner.task.replace(task) {
+            old.abort();
+        }
+    }
+
+    /// Serves the same app on `listener` instead; false when not serving.
+    pub fn rebind(&self, listener: TcpListener) -> bool {
+        let mut inner = self.inner();
+        let Some(app) = inner.app.clone() else {
+            return false;
+        };
+        let task = tokio::spawn(serve_with(listener, app, self.slots.clone()));
+        if let Some(old) = inner.task.replace(task) {
+            old.abort();
+        }
+        true
+    }
+
+    /// Stops accepting and lets the app go.
+    pub fn stop(&self) {
+        let mut inner = self.inner();
+        inner.app = None;
+        if let Some(t) = inner.task.take() {
+            t.abort();
+        }
     }
 }
 

@@ -229,6 +229,8 @@ async fn run(
         .await
         .with_context(|| format!("binding the proxy listener on {addr}"))?;
     let proxy_addr = listener.local_addr().unwrap_or(addr);
+    let frontend = Arc::new(server::Frontend::new());
+    let admin_server = Arc::new(admin::AdminServer::new());
     let admin_task = if with_admin {
         let admin_addr: SocketAddr = cfg
             .server
@@ -262,34 +264,37 @@ async fn run(
             let redis = registry.redis.clone();
             Arc::new(move || redis.as_ref().is_none_or(|r| r.is_healthy()))
         };
-        let (api, reloader) = registry.api(&cfg, &routes, config_path.as_deref())?;
+        let listeners = crate::reload::Listeners {
+            proxy: frontend.clone(),
+            admin: admin_server.clone(),
+            addrs: Arc::new(std::sync::Mutex::new((proxy_addr, admin_addr))),
+        };
+        let (api, reloader) = registry.api(&cfg, &routes, config_path.as_deref(), listeners)?;
         let app = admin::router(render, Some(api), Some(store_health));
         let sighup = hangups.take().map(|h| tokio::spawn(h.serve(reloader)));
         tracing::info!(addr = %admin_addr, "admin listening");
-        Some((
-            tokio::spawn(admin::serve(admin, app)),
-            upkeep,
-            registry,
-            sighup,
-        ))
+        admin_server.start(admin, app);
+        Some((upkeep, registry, sighup))
     } else {
         None
     };
     let ignored_hangups = hangups.take().map(|h| tokio::spawn(h.serve(None)));
     tracing::info!(addr = %proxy_addr, routes = cfg.routes.len(), "proxy listening");
-    server::serve(listener, stack, limits, shutdown).await;
+    frontend.start(Arc::new(listener), stack, limits);
+    shutdown.await;
+    frontend.shutdown().await;
     if let Some(t) = ignored_hangups {
         t.abort();
     }
-    if let Some((admin, upkeep, registry, sighup)) = admin_task {
-        admin.abort();
+    admin_server.stop();
+    if let Some((upkeep, registry, sighup)) = admin_task {
         if let Some(u) = upkeep {
             u.abort();
         }
         if let Some(s) = sighup {
             s.abort();
         }
-        registry.stop();
+        registry.stop().await;
     }
     tracing::info!("stopped");
     Ok(())

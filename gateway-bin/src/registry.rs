@@ -250,13 +250,33 @@ impl RunningRegistry {
             .is_none_or(portcullis_registry::RedisStore::is_healthy)
     }
 
-    /// Stops the background tasks.
-    pub fn stop(&self) {
+    /// Stops the background tasks and saves the registrations a last time
+    /// (bounded by [`FLUSH_TIMEOUT`]).
+    pub async fn stop(&self) {
+        // No change is being saved while the lock is held: the tasks stop between
+        // changes, and the registry is saved as it is now (a store that takes only
+        // what changed writes nothing more when everything was saved already).
+        let _write = self.write_lock.lock().await;
         for t in &self.tasks {
             t.abort();
         }
+        let stored = self.registry.to_stored();
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.store.save(&stored)).await {
+            Ok(Ok(())) => tracing::info!(
+                services = stored.services.len(),
+                "registrations saved to the state store"
+            ),
+            Ok(Err(error)) => tracing::warn!(%error, "saving the registrations at exit failed"),
+            Err(_) => tracing::warn!(
+                timeout_ms = FLUSH_TIMEOUT.as_millis(),
+                "saving the registrations at exit timed out"
+            ),
+        }
     }
 }
+
+/// How long the last save at exit may take.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl RunningRegistry {
     /// The admin API under `/api/v1/`, for the admin listener: the token from
@@ -270,6 +290,7 @@ impl RunningRegistry {
         cfg: &Config,
         routes: &Routes,
         path: Option<&Path>,
+        listeners: crate::reload::Listeners,
     ) -> anyhow::Result<(axum::Router, Option<crate::reload::Reloader>)> {
         use portcullis_registry::{AdminApi, AdminToken};
         let token = crate::admin::admin_token(Path::new(&cfg.server.state_dir))?;
@@ -314,6 +335,7 @@ impl RunningRegistry {
                 routes.clone(),
                 self.registry.clone(),
                 api.rules(),
+                listeners,
             )
         });
         if let Some(r) = &reloader {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::Either;
@@ -76,45 +77,164 @@ pub async fn serve<S, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let limits = Arc::new(limits);
+    let frontend = Frontend::new();
+    frontend.start(Arc::new(listener), stack, limits);
+    shutdown.await;
+    frontend.shutdown().await;
+}
+
+/// The proxy listener and its generations (R18). Each [`Frontend::start`] begins
+/// a generation: an accept loop with its own stack and limits, on a new socket or
+/// on the one the previous generation used. The previous generation then stops
+/// accepting and drains softly: its HTTP/1.1 connections answer the request in
+/// flight and the next one with `Connection: close` (an idle one closes at its
+/// keep-alive timeout, so no request racing a close is lost), its HTTP/2
+/// connections get a GOAWAY. [`Frontend::shutdown`] drains every generation
+/// hard, up to each one's `shutdown_timeout`.
+pub struct Frontend {
+    shutdown: watch::Sender<bool>,
+    state: std::sync::Mutex<FrontState>,
+}
+
+#[derive(Default)]
+struct FrontState {
+    /// The generation accepting connections: its socket and its hand-over signal.
+    current: Option<(Arc<TcpListener>, watch::Sender<bool>)>,
+    /// Every generation's task; finished ones are pruned at each start.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Frontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frontend").finish_non_exhaustive()
+    }
+}
+
+impl Default for Frontend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Frontend {
+    /// A frontend with no generation yet.
+    pub fn new() -> Self {
+        Self {
+            shutdown: watch::channel(false).0,
+            state: std::sync::Mutex::new(FrontState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FrontState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The socket the current generation accepts on, to hand to the next one
+    /// when the address did not change.
+    pub fn listener(&self) -> Option<Arc<TcpListener>> {
+        self.state().current.as_ref().map(|(l, _)| l.clone())
+    }
+
+    /// Starts a generation serving `stack` on `listener` with `limits`; the
+    /// previous one (if any) stops accepting and drains softly. The new one
+    /// accepts before the old one lets its socket go.
+    pub fn start<S, B>(&self, listener: Arc<TcpListener>, stack: S, limits: ListenerLimits)
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if *self.shutdown.borrow() {
+            // Shutting down: a reload racing it starts nothing.
+            return;
+        }
+        let (handover_tx, handover_rx) = watch::channel(false);
+        let task = tokio::spawn(run_generation(
+            listener.clone(),
+            stack,
+            Arc::new(limits),
+            handover_rx,
+            self.shutdown.subscribe(),
+        ));
+        let mut state = self.state();
+        state.tasks.retain(|t| !t.is_finished());
+        state.tasks.push(task);
+        if let Some((_, old)) = state.current.replace((listener, handover_tx)) {
+            let _ = old.send(true);
+        }
+    }
+
+    /// Stops every generation: no more accepts, every connection drained (HTTP/1.1
+    /// `Connection: close` or closed when idle, HTTP/2 GOAWAY), in-flight requests
+    /// given up to their generation's `shutdown_timeout`.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let tasks = {
+            let mut state = self.state();
+            state.current = None;
+            std::mem::take(&mut state.tasks)
+        };
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// How a generation's connections are asked to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    Run,
+    /// Handed over: HTTP/1.1 closes after its next response, HTTP/2 gets GOAWAY.
+    Soft,
+    /// Shutting down: idle HTTP/1.1 connections close now as well.
+    Hard,
+}
+
+/// What every connection of a generation shares.
+struct Generation {
+    limits: ListenerLimits,
+    /// Set once the generation is handed over: responses say `Connection: close`.
+    draining: std::sync::atomic::AtomicBool,
+}
+
+/// One generation's accept loop, then its drain.
+async fn run_generation<S, B>(
+    listener: Arc<TcpListener>,
+    stack: S,
+    limits: Arc<ListenerLimits>,
+    mut handover: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let generation = Arc::new(Generation {
+        limits: ListenerLimits::clone(&limits),
+        draining: std::sync::atomic::AtomicBool::new(false),
+    });
     let shed_response = shed_response();
     let builders = Arc::new(Builders::new(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let (drain_tx, drain_rx) = watch::channel(false);
-    tokio::pin!(shutdown);
-
-    loop {
-        // Take a slot before accepting, so excess connections wait in the kernel's
-        // backlog; past `connection_wait`, shed the oldest one waiting.
-        let permit = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            p = tokio::time::timeout(limits.connection_wait, slots.clone().acquire_owned()) => p,
-        };
-        let permit = match permit {
-            Ok(Ok(p)) => Some(p),
-            Ok(Err(_)) => break,
-            Err(_) => None,
-        };
-        let accepted = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(error) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    let (drain_tx, drain_rx) = watch::channel(Drain::Run);
+    let accept_one = |stream: TcpStream, peer: SocketAddr, permit: Option<OwnedSemaphorePermit>| {
         // A slot may have freed while we waited in `accept`.
         let Some(permit) = permit.or_else(|| slots.clone().try_acquire_owned().ok()) else {
             tracing::warn!(peer_addr = %peer, max_connections = limits.max_connections, "connection limit reached, closing connection");
             shed(stream, &shed_response);
-            continue;
+            return;
         };
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
@@ -124,10 +244,11 @@ pub async fn serve<S, B>(
             peer,
             local,
             inspector: inspector.clone(),
-            limits: limits.clone(),
+            generation: generation.clone(),
             slot: Arc::new(permit),
             served: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             opened: tokio::time::Instant::now(),
+            h2: None,
         };
         // The connection's future is spawned as is (no wrapping block): every
         // byte of it is held for the connection's whole life.
@@ -137,16 +258,72 @@ pub async fn serve<S, B>(
             builders.clone(),
             drain_rx.clone(),
         ));
+    };
+
+    let handed_over = loop {
+        // Take a slot before accepting, so excess connections wait in the kernel's
+        // backlog; past `connection_wait`, shed the oldest one waiting.
+        let permit = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => break false,
+            _ = handover.wait_for(|h| *h) => break true,
+            p = tokio::time::timeout(limits.connection_wait, slots.clone().acquire_owned()) => p,
+        };
+        let permit = match permit {
+            Ok(Ok(p)) => Some(p),
+            Ok(Err(_)) => break false,
+            Err(_) => None,
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => break false,
+            _ = handover.wait_for(|h| *h) => break true,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => accept_one(stream, peer, permit),
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if handed_over {
+        // The next generation accepts on its own socket or on this one. When this
+        // socket is about to close (its address changed), the connections the
+        // kernel already queued on it are taken first: closing would reset them.
+        if Arc::strong_count(&listener) == 1 {
+            while let Some(Ok((stream, peer))) = listener.accept().now_or_never() {
+                accept_one(stream, peer, None);
+            }
+        }
+        drop(listener);
+        generation
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = drain_tx.send(Drain::Soft);
+        let open = limits.max_connections - slots.available_permits();
+        tracing::info!(
+            open_connections = open,
+            "listener handed over; its connections close after their next response"
+        );
+        // Every connection holds a slot until it ends: all slots back means all
+        // closed. A shutdown meanwhile drains what is left hard.
+        tokio::select! {
+            _ = slots.acquire_many(all) => return,
+            _ = shutdown.wait_for(|s| *s) => {}
+        }
+    } else {
+        drop(listener);
     }
-    drop(listener);
     let open = limits.max_connections - slots.available_permits();
     tracing::info!(
         open_connections = open,
         "shutting down, draining in-flight requests"
     );
-    let _ = drain_tx.send(true);
-    // Every connection holds a slot until it ends: all slots back means all closed.
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = drain_tx.send(Drain::Hard);
     if tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all))
         .await
         .is_err()
@@ -271,7 +448,7 @@ async fn serve_connection<S, B>(
     stream: TcpStream,
     svc: ConnService<S>,
     builders: Arc<Builders>,
-    mut drain: watch::Receiver<bool>,
+    mut drain: watch::Receiver<Drain>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -298,11 +475,52 @@ async fn serve_connection<S, B>(
             builders.header_timeout,
             builders.send_timeout,
         ));
+        let limits = &svc.generation.limits;
+        let (lifetime, max_requests, idle) = (
+            limits.max_connection_lifetime,
+            limits.max_requests_per_connection,
+            limits.keepalive_timeout,
+        );
+        let state = Arc::new(H2State::default());
+        let served = svc.served.clone();
+        let mut svc = svc;
+        svc.h2 = Some(state.clone());
         // Boxed: HTTP/2's larger state lives on the heap, only for h2 connections.
         let mut conn = Box::pin(h2b.serve_connection(io, svc));
+        // A connection's end is asked for with a GOAWAY (streams already open
+        // finish): on a drain, after its lifetime or its share of requests, or
+        // when no stream was open for the keep-alive timeout.
+        let lifetime = async {
+            if lifetime.is_zero() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(lifetime).await;
+        };
+        let used_up = async {
+            if max_requests == 0 {
+                std::future::pending::<()>().await;
+            }
+            while served.load(std::sync::atomic::Ordering::Relaxed) < max_requests {
+                state.request_seen.notified().await;
+            }
+        };
+        let idle = async {
+            let mut seen = served.load(std::sync::atomic::Ordering::Relaxed);
+            loop {
+                tokio::time::sleep(idle).await;
+                let now = served.load(std::sync::atomic::Ordering::Relaxed);
+                if now == seen && state.open.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                    return;
+                }
+                seen = now;
+            }
+        };
         let done = tokio::select! {
             res = conn.as_mut() => Some(res),
-            _ = drain.wait_for(|d| *d) => None,
+            _ = drain.wait_for(|d| *d != Drain::Run) => None,
+            () = lifetime => None,
+            () = used_up => None,
+            () = idle => None,
         };
         match done {
             Some(res) => res,
@@ -326,7 +544,7 @@ async fn serve_connection<S, B>(
         tokio::spawn(DriveH1 {
             conn,
             drain: Some(Box::pin(async move {
-                let _ = drain.wait_for(|d| *d).await;
+                let _ = drain.wait_for(|d| *d == Drain::Hard).await;
             })),
             peer,
         });
@@ -384,13 +602,45 @@ struct ConnService<S> {
     peer: SocketAddr,
     local: SocketAddr,
     inspector: SharedInspector,
-    limits: Arc<ListenerLimits>,
+    generation: Arc<Generation>,
     // The connection's slot under `max_connections`: held by hyper's connection
     // (which owns this service) and by any tunnel the connection turns into.
     slot: Arc<OwnedSemaphorePermit>,
     /// Requests received on this connection so far.
     served: Arc<std::sync::atomic::AtomicU64>,
     opened: tokio::time::Instant,
+    /// HTTP/2 connections only: what ends an idle or used-up connection.
+    h2: Option<Arc<H2State>>,
+}
+
+/// What an HTTP/2 connection's service tells its driver.
+#[derive(Default)]
+struct H2State {
+    /// Streams whose response head is not sent yet.
+    open: std::sync::atomic::AtomicUsize,
+    /// Woken at each request, for the per-connection request limit.
+    request_seen: tokio::sync::Notify,
+}
+
+/// Counts an HTTP/2 stream as open until its response head is ready.
+struct OpenStream(Option<Arc<H2State>>);
+
+impl OpenStream {
+    fn new(state: Option<&Arc<H2State>>) -> Self {
+        if let Some(s) = state {
+            s.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            s.request_seen.notify_one();
+        }
+        Self(state.cloned())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 type ConnFuture<B> =
@@ -424,29 +674,38 @@ where
             req.extensions_mut()
                 .insert(ConnectionSlot::new(self.slot.clone()));
         }
-        if let Some(cause) = check_limits(&req, &self.limits) {
+        let limits = &self.generation.limits;
+        if let Some(cause) = check_limits(&req, limits) {
             let res = ErrorResponse::for_request(cause, &req)
                 .build()
                 .map(Either::Right);
             return Box::pin(std::future::ready(Ok(res)));
         }
-        // An HTTP/1.1 connection that served its share, or lived its time, is
-        // closed after this response (HTTP/2 streams are not counted).
+        // An HTTP/1.1 connection that served its share, lived its time or whose
+        // listener was handed over is closed after this response (HTTP/2 gets a
+        // GOAWAY from its driver instead).
         let n = self
             .served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             .saturating_add(1);
         let h1 = req.version() < http::Version::HTTP_2;
         let last = h1
-            && ((self.limits.max_requests_per_connection > 0
-                && n >= self.limits.max_requests_per_connection)
-                || (!self.limits.max_connection_lifetime.is_zero()
-                    && self.opened.elapsed() >= self.limits.max_connection_lifetime));
+            && ((limits.max_requests_per_connection > 0
+                && n >= limits.max_requests_per_connection)
+                || (!limits.max_connection_lifetime.is_zero()
+                    && self.opened.elapsed() >= limits.max_connection_lifetime));
         let stack = self.stack.clone();
         let inspector = may_upgrade.then(|| self.inspector.clone());
+        let open = OpenStream::new(self.h2.as_ref());
+        // Read when the response is ready: a listener handed over while the
+        // request was in flight closes the connection after it.
+        let generation = h1.then(|| self.generation.clone());
         Box::pin(async move {
+            let _open = open;
             let mut res = stack.oneshot(req).await?;
             let close = last
+                || generation
+                    .is_some_and(|g| g.draining.load(std::sync::atomic::Ordering::Relaxed))
                 || (h1
                     && res
                         .extensions()

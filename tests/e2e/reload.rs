@@ -134,17 +134,13 @@ async fn reload_swaps_routes_keeps_registrations_and_refuses_bad_configs() {
     assert_eq!(exchange(&gw, &get("/a/x")).await.body.text(), "two");
 
     // A change only a restart applies: refused, and it says so.
-    let listen_changed = v2.replace(
-        "listen = \"127.0.0.1:0\"\nadmin",
-        "listen = \"127.0.0.1:0\"\nmax_connections = 77\nadmin",
-    );
-    gw.rewrite_config(&listen_changed);
+    gw.rewrite_config(&format!("{v2}[metrics]\nenabled = false\n"));
     let res = reload(&gw).await;
     assert_eq!(res.status, 422, "{}", res.dump());
     assert!(
         res.json()["reasons"]
             .to_string()
-            .contains("[server] changed"),
+            .contains("[metrics] changed"),
         "{}",
         res.dump()
     );
@@ -215,4 +211,185 @@ async fn a_reload_that_drops_a_filter_set_in_use_is_refused() {
     );
     let res = exchange(&gw, &get("/reg/x")).await;
     assert_eq!(res.head.get("x-set"), Some("web"), "{}", res.dump());
+}
+
+/// Every address logged with `message` so far, oldest first.
+fn logged_addrs(gw: &Gateway, message: &str) -> Vec<std::net::SocketAddr> {
+    gw.logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == message)
+        .filter_map(|v| v["addr"].as_str().and_then(|a| a.parse().ok()))
+        .collect()
+}
+
+/// A connection attempt to `addr` is refused (nothing listens there).
+async fn refused(addr: std::net::SocketAddr) -> bool {
+    match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await {
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        Ok(Ok(_)) => false,
+        Err(_) => panic!("connecting to {addr} timed out"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_moves_listeners_and_old_connections_finish_then_close() {
+    let fast = named_origin("fast").await;
+    let slow = Origin::start(|_| {
+        Action::Delay(
+            Duration::from_millis(800),
+            Box::new(Action::Respond(ok("slow"))),
+        )
+    })
+    .await;
+    let state = TempDir::new();
+    let rest = format!(
+        "{}{}{}{}",
+        service("fast", &fast.url()),
+        service("slow", &slow.url()),
+        route("/fast/", "fast"),
+        route("/slow/", "slow"),
+    );
+    let v1 = format!("{}{rest}", head(&state));
+    let gw = Gateway::run_file_with_env(
+        TempDir::new(),
+        &v1,
+        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    let old_admin = gw.admin_addr();
+
+    // An idle keep-alive connection, and one with a request in flight.
+    let mut idle = Client::connect(gw.addr).await;
+    idle.send(&get("/fast/1")).await;
+    assert_eq!(idle.response().await.status, 200);
+    let mut in_flight = Client::connect(gw.addr).await;
+    in_flight.send(&get("/slow/1")).await;
+    slow.wait_records(1).await;
+
+    // Both listeners move to other loopback addresses.
+    let v2 = v1
+        .replace(
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.2:0\"\nadmin_listen = \"127.0.0.3:0\"",
+        )
+        .replacen("\n\n", "\nmax_uri_bytes = 100\n\n", 1);
+    assert_ne!(v1, v2);
+    gw.rewrite_config(&v2);
+    let res = reload(&gw).await;
+    assert_eq!(res.status, 200, "{}\n{}", res.dump(), gw.logs());
+    let proxies = logged_addrs(&gw, "proxy listening");
+    assert_eq!(proxies.len(), 2, "{}", gw.logs());
+    let new_addr = proxies[1];
+    assert_eq!(new_addr.ip().to_string(), "127.0.0.2");
+    let new_admin = gw.admin_addr();
+    assert_eq!(new_admin.ip().to_string(), "127.0.0.3", "{}", gw.logs());
+
+    // The request in flight finishes on the old listener's connection, which
+    // then says it closes, and does.
+    let res = in_flight.response().await;
+    assert_eq!((res.status, res.body.text().as_str()), (200, "slow"));
+    assert_eq!(res.head.get("connection"), Some("close"), "{}", res.dump());
+    assert!(in_flight.closed().await);
+    // The idle one serves one more request under the old limits (a long target
+    // the new max_uri_bytes would refuse), then closes.
+    let long = format!("/fast/{}", "x".repeat(150));
+    idle.send(&get(&long)).await;
+    let res = idle.response().await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    assert_eq!(res.head.get("connection"), Some("close"), "{}", res.dump());
+    assert!(idle.closed().await);
+
+    // New connections: refused at the old addresses, served at the new ones with
+    // the new limits.
+    assert!(refused(gw.addr).await, "old proxy address still accepts");
+    assert!(refused(old_admin).await, "old admin address still accepts");
+    let mut c = Client::connect(new_addr).await;
+    c.send(&get("/fast/2")).await;
+    let res = c.response().await;
+    assert_eq!((res.status, res.body.text().as_str()), (200, "fast"));
+    assert_eq!(res.head.get("connection"), None);
+    c.send(&get(&long)).await;
+    let res = c.response().await;
+    assert_eq!(res.status, 414, "{}", res.dump());
+    assert_eq!(gw.admin_get("/healthz").await.status, 200);
+
+    // The registry knows the gateway's new addresses: a registration pointing
+    // at the moved proxy listener is refused as a loop.
+    let body = json!({ "routes": [ { "path": "/reg/" } ] }).to_string();
+    let res = api(&gw, "PUT", "/api/v1/services/reg", Some(TOKEN), Some(&body)).await;
+    assert_eq!(res.status, 201, "{}", res.dump());
+    let res = put_endpoint(&gw, "reg", "self", &format!("http://{new_addr}"), "1h").await;
+    assert_eq!(res.status, 403, "{}", res.dump());
+    assert_eq!(res.cause(), Some("forbidden_upstream"), "{}", res.dump());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_of_listener_limits_keeps_the_socket_and_refuses_a_bind_failure() {
+    let fast = named_origin("fast").await;
+    let state = TempDir::new();
+    let v1 = format!(
+        "{}{}{}",
+        head(&state),
+        service("fast", &fast.url()),
+        route("/fast/", "fast")
+    );
+    let gw = Gateway::run_file_with_env(
+        TempDir::new(),
+        &v1,
+        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    let mut old = Client::connect(gw.addr).await;
+    old.send(&get("/fast/1")).await;
+    assert_eq!(old.response().await.status, 200);
+
+    // A listen address that cannot be bound (taken by another socket): refused
+    // with the reason, and nothing changes.
+    let taken = std::net::TcpListener::bind("127.0.0.4:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let bad = v1.replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        &format!("listen = \"{taken_addr}\"\nmax_headers = 5\n"),
+        1,
+    );
+    gw.rewrite_config(&bad);
+    let res = reload(&gw).await;
+    assert_eq!(res.status, 422, "{}", res.dump());
+    let reasons = res.json()["reasons"].to_string();
+    assert!(
+        reasons.contains("server.listen") && reasons.contains(&taken_addr.to_string()),
+        "{reasons}"
+    );
+    let mut c = Client::connect(gw.addr).await;
+    c.send(
+        b"GET /fast/2 HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\n\r\n",
+    )
+    .await;
+    assert_eq!(c.response().await.status, 200, "old limits still apply");
+
+    // Same address, new limits: the socket is kept (no "proxy listening" again),
+    // new connections get the new limits, the old keep-alive connection keeps its
+    // own for its next request and then closes.
+    let v2 = v1.replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nmax_headers = 5\n",
+        1,
+    );
+    gw.rewrite_config(&v2);
+    let res = reload(&gw).await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    assert_eq!(logged_addrs(&gw, "proxy listening"), vec![gw.addr]);
+    let many =
+        b"GET /fast/3 HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\n\r\n";
+    let mut c = Client::connect(gw.addr).await;
+    c.send(many).await;
+    let res = c.response().await;
+    assert_eq!(res.status, 431, "{}", res.dump());
+    old.send(many).await;
+    let res = old.response().await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    assert_eq!(res.head.get("connection"), Some("close"));
+    assert!(old.closed().await);
+    drop(taken);
 }

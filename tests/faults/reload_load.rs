@@ -1,7 +1,10 @@
 //! Reload under steady load: keep-alive clients send GETs without pause while
 //! the config is reloaded ten times, alternating two valid configs whose route
-//! sets a different response header. No request may fail: zero connection
-//! errors, zero non-`2xx`, and the new config serves once a reload answered.
+//! sets a different response header and whose `[server]` differs (a listener
+//! limit: every reload starts a new listener generation on the same socket and
+//! drains the old one's keep-alive connections). No request may fail: zero
+//! connection errors, zero non-`2xx`, and the new config serves once a reload
+//! answered.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,6 +46,15 @@ fn config(origin: &Origin, version: usize) -> String {
     )
 }
 
+/// The `[server]` lines of config `version`: a listener limit that differs.
+fn server(version: usize) -> &'static str {
+    if version == 1 {
+        "header_timeout = \"11s\""
+    } else {
+        ""
+    }
+}
+
 /// What one connection's GETs got.
 #[derive(Debug, Default)]
 struct Tally {
@@ -52,7 +64,7 @@ struct Tally {
     errors: Vec<String>,
     /// Non-`2xx` responses.
     non_2xx: Vec<String>,
-    /// `200`s with `Connection: close` (the connection's request cap).
+    /// `200`s with `Connection: close` (a handed-over listener's connections).
     closes: usize,
     /// `2xx` responses by `x-config`.
     by_config: BTreeMap<String, usize>,
@@ -107,7 +119,7 @@ async fn drive(
                     .get("connection")
                     .is_some_and(|v| v.eq_ignore_ascii_case("close"))
                 {
-                    // The gateway's per-connection request cap: a clean close.
+                    // A handed-over listener's connection: a clean close.
                     t.closes += 1;
                 } else {
                     c = Some(raw);
@@ -139,7 +151,7 @@ async fn reload_under_steady_load() {
     for n in 1..=RELOADS {
         tokio::time::sleep(RELOAD_EVERY).await;
         let version = n % 2;
-        p.rewrite("", &config(&origin, version));
+        p.rewrite(server(version), &config(&origin, version));
         let t = Instant::now();
         match p.reload().await {
             Read::Response(res) if res.status == 200 => {}
@@ -187,6 +199,9 @@ async fn reload_under_steady_load() {
     assert!(t.errors.is_empty(), "connection errors: {:#?}", t.errors);
     assert!(t.non_2xx.is_empty(), "non-2xx responses: {:#?}", t.non_2xx);
     assert_eq!(t.ok, t.sent);
+    // Each reload handed the listener over: keep-alive connections were closed
+    // cleanly and reopened.
+    assert!(t.closes >= RELOADS, "clean closes: {}", t.closes);
     assert!(t.sent >= MIN_REQUESTS, "only {} requests sent", t.sent);
     assert!(
         t.by_config.get("v0").is_some_and(|n| *n > 0)

@@ -105,7 +105,7 @@ pub struct RestoreReport {
 /// load the current snapshot, lock-free.
 #[derive(Debug)]
 pub struct Registry {
-    policy: Policy,
+    policy: ArcSwap<Policy>,
     state: Mutex<BTreeMap<String, Arc<ServiceEntry>>>,
     snapshot: ArcSwap<Snapshot>,
     version: watch::Sender<u64>,
@@ -168,7 +168,7 @@ impl Registry {
     pub fn new(policy: Policy) -> Self {
         let (version, _) = watch::channel(0);
         Registry {
-            policy,
+            policy: ArcSwap::from_pointee(policy),
             state: Mutex::new(BTreeMap::new()),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             version,
@@ -176,8 +176,16 @@ impl Registry {
     }
 
     /// The policy upstreams are checked against.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Replaces the gateway's own listener addresses in the policy (a reload moved
+    /// a listener). Endpoints already registered are not re-checked.
+    pub fn set_own_addrs(&self, own_addrs: Vec<std::net::SocketAddr>) {
+        let mut policy = Policy::clone(&self.policy.load());
+        policy.own_addrs = own_addrs;
+        self.policy.store(Arc::new(policy));
     }
 
     /// The current snapshot. Cheap and lock-free; hold it for the whole request.
@@ -262,7 +270,7 @@ impl Registry {
     ) -> Result<EndpointPut, RegistrationError> {
         validate_name("endpoint id", id)?;
         let upstream = validate_endpoint_spec(&spec)?;
-        check_policy(&upstream, &self.policy)?;
+        check_policy(&upstream, &self.policy.load())?;
         let mut state = self.lock();
         let entry = state
             .get_mut(service)
@@ -339,6 +347,7 @@ impl Registry {
     /// endpoints are skipped and reported, as are endpoints whose lease ran out at `now`.
     pub fn restore(&self, stored: StoredState, now: u64) -> RestoreReport {
         let mut report = RestoreReport::default();
+        let policy = self.policy.load_full();
         let mut next: BTreeMap<String, Arc<ServiceEntry>> = BTreeMap::new();
         for (name, entry) in stored.services {
             let checked = validate_name("service name", &name)
@@ -363,7 +372,7 @@ impl Registry {
                 }
                 let checked = validate_name("endpoint id", &id)
                     .and_then(|()| validate_endpoint_spec(&ep.spec))
-                    .and_then(|up| check_policy(&up, &self.policy))
+                    .and_then(|up| check_policy(&up, &policy))
                     .and_then(|()| {
                         if endpoints.len() >= MAX_ENDPOINTS_PER_SERVICE {
                             Err(RegistrationError::Invalid("too many endpoints".to_owned()))

@@ -16,11 +16,13 @@ impl Gateway {
         Self::run_with_admin("127.0.0.1:0", server_extra, rest).await
     }
 
-    /// The admin listener's address, from the "admin listening" log line (logged
-    /// before "proxy listening", so it is there once the gateway started).
+    /// The admin listener's address, from the last "admin listening" log line
+    /// (logged before "proxy listening", so it is there once the gateway started;
+    /// logged again when a reload moves it).
     pub(crate) fn admin_addr(&self) -> SocketAddr {
         self.logs()
             .lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find(|v| v["message"] == "admin listening")
             .and_then(|v| v["addr"].as_str().and_then(|a| a.parse().ok()))
