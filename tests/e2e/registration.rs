@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::gateway::EnvChange;
-use crate::support::{Client, Gateway, Response, TempDir, exchange, get, named_origin};
+use crate::support::{Client, Gateway, Origin, Response, TempDir, exchange, get, named_origin};
 
 pub(crate) const TOKEN: &str = "e2e-admin-token";
 
@@ -474,6 +474,27 @@ async fn active_probes_use_fresh_connections_and_keep_traffic_off_failing_endpoi
     let res = until_status(&gw, "/app/x", 503, Duration::from_secs(2)).await;
     assert_eq!(res.cause(), Some("no_healthy_endpoint"), "{}", res.dump());
     assert_eq!(res.head.get_all("retry-after"), ["1"], "{}", res.dump());
+
+    // A removed endpoint's prober is stopped: no probe reaches it any more
+    // (probes run every 200 ms; one already under way may still land).
+    let probes = |o: &Origin| {
+        o.records()
+            .iter()
+            .filter(|r| r.head.start.starts_with("GET /healthz "))
+            .count()
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_delete = probes(&good);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        probes(&good),
+        after_delete,
+        "the removed endpoint is still probed"
+    );
+    // The endpoint still registered keeps being probed.
+    let bad_before = probes(&bad);
+    bad.wait_until("more probes", |o| probes(o) > bad_before)
+        .await;
 }
 
 /// A request without a body whose endpoint refuses the connection is sent to

@@ -39,6 +39,8 @@ pin_project_lite::pin_project! {
             // Created at the first wait only: a body that is ready at once costs
             // no timer.
             idle_timer: Option<Pin<Box<Sleep>>>,
+            // The upstream's in-flight slot, held until the body is dropped.
+            in_flight: Option<tokio::sync::OwnedSemaphorePermit>,
         },
         Error {
             #[pin]
@@ -54,6 +56,7 @@ impl ProxyBody {
         body: Incoming,
         deadline: Option<Pin<Box<Sleep>>>,
         idle: Duration,
+        in_flight: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Self {
         Self {
             kind: Kind::Upstream {
@@ -61,6 +64,7 @@ impl ProxyBody {
                 deadline,
                 idle,
                 idle_timer: None,
+                in_flight,
             },
         }
     }
@@ -86,6 +90,7 @@ impl Body for ProxyBody {
                 deadline,
                 idle,
                 idle_timer,
+                ..
             } => {
                 if let Some(d) = deadline {
                     if d.as_mut().poll(cx).is_ready() {

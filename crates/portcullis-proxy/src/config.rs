@@ -28,6 +28,13 @@ pub struct ProxyConfig {
     pub pool_max_idle_per_upstream: usize,
     /// Open connections allowed per upstream (idle and busy). Default: 1024.
     pub max_connections_per_upstream: usize,
+    /// Requests in flight allowed per upstream, response bodies included; past it a
+    /// request is answered 503 `upstream_overloaded` with `Retry-After` at once
+    /// (Envoy's `max_requests` circuit breaker). 0 = no cap of its own: with
+    /// HTTP/1.1 upstreams every request in flight holds a connection, so
+    /// `max_connections_per_upstream` bounds them already; set this lower to shed
+    /// load early instead of queueing for a connection. Default: 0.
+    pub max_requests_per_upstream: usize,
     /// How long a request waits for a connection slot when the cap is reached,
     /// before it is answered 503 `upstream_overloaded`. Default: 1s.
     #[serde(with = "crate::duration_str")]
@@ -64,6 +71,7 @@ impl Default for ProxyConfig {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_upstream: 256,
             max_connections_per_upstream: 1024,
+            max_requests_per_upstream: 0,
             connection_wait_timeout: Duration::from_secs(1),
             body_idle_timeout: Duration::from_secs(60),
             tunnel_idle_timeout: Duration::from_secs(300),

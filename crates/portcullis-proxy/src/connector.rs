@@ -1,10 +1,9 @@
 //! The upstream connector: hyper-util's `HttpConnector` plus a cap on open
 //! connections per upstream.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,9 +12,10 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tower_service::Service;
 
+use crate::caps::PerUpstream;
 use crate::error::{BoxError, UpstreamOverloaded};
 
 /// Connects to upstreams, holding one slot of the upstream's connection cap for
@@ -28,11 +28,9 @@ pub(crate) struct CappedConnector {
 
 #[derive(Debug)]
 struct Caps {
-    per_upstream: usize,
     wait: Duration,
-    // Keyed by configured upstream authorities only (never client data), so the map
-    // is bounded by the configuration.
-    map: Mutex<HashMap<String, Arc<Semaphore>>>,
+    // Keyed by upstream authorities (never client data).
+    per_upstream: PerUpstream,
 }
 
 pin_project_lite::pin_project! {
@@ -52,25 +50,10 @@ impl CappedConnector {
         Self {
             http,
             caps: Arc::new(Caps {
-                per_upstream,
                 wait,
-                map: Mutex::new(HashMap::new()),
+                per_upstream: PerUpstream::new(per_upstream),
             }),
         }
-    }
-
-    fn semaphore(&self, dst: &Uri) -> Arc<Semaphore> {
-        let key = dst.authority().map(|a| a.as_str()).unwrap_or("");
-        let mut map = match self.caps.map.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(s) = map.get(key) {
-            return s.clone();
-        }
-        let s = Arc::new(Semaphore::new(self.caps.per_upstream));
-        map.insert(key.to_owned(), s.clone());
-        s
     }
 }
 
@@ -84,7 +67,10 @@ impl Service<Uri> for CappedConnector {
     }
 
     fn call(&mut self, dst: Uri) -> Self::Future {
-        let sem = self.semaphore(&dst);
+        let sem = self
+            .caps
+            .per_upstream
+            .get(dst.authority().map_or("", |a| a.as_str()));
         let wait = self.caps.wait;
         let mut http = self.http.clone();
         Box::pin(async move {

@@ -40,7 +40,9 @@
 //!   idle timeout really fires; a maximum of idle connections per upstream; a cap on
 //!   open connections per upstream ([`ProxyConfig::max_connections_per_upstream`])
 //!   beyond which requests wait [`ProxyConfig::connection_wait_timeout`] and then get
-//!   503 `upstream_overloaded` with `Retry-After`.
+//!   503 `upstream_overloaded` with `Retry-After`; optionally a cap on requests in
+//!   flight per upstream ([`ProxyConfig::max_requests_per_upstream`]) past which
+//!   they get that answer at once.
 //! - **Clean pool.** A connection whose response body was not read to its end, or
 //!   that saw an error, is closed rather than returned to the pool (hyper's rule).
 //!   Dropping the response future (client gone) cancels the upstream request.
@@ -79,6 +81,7 @@
 
 mod balance;
 mod body;
+mod caps;
 mod config;
 mod connector;
 pub mod duration_str;

@@ -43,6 +43,26 @@ pub struct ProxyClient {
 struct ClientInner {
     client: Client<CappedConnector, ClientBody>,
     config: ProxyConfig,
+    /// The in-flight cap's semaphores, when [`ProxyConfig::max_requests_per_upstream`] is set.
+    in_flight: Option<crate::caps::PerUpstream>,
+}
+
+impl ClientInner {
+    /// A slot of `upstream`'s in-flight cap: `Ok(None)` without a cap, `Err` when
+    /// it is full.
+    fn in_flight(
+        &self,
+        upstream: &Upstream,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
+        match &self.in_flight {
+            None => Ok(None),
+            Some(caps) => caps
+                .get(upstream.authority.as_str())
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| ()),
+        }
+    }
 }
 
 /// An upstream to forward to: `http://host:port`.
@@ -127,8 +147,14 @@ impl ProxyClient {
             // The client's Host (or ours, per config) is set explicitly in `call`.
             .set_host(false)
             .build(connector);
+        let in_flight = (config.max_requests_per_upstream > 0)
+            .then(|| crate::caps::PerUpstream::new(config.max_requests_per_upstream));
         Ok(Self {
-            inner: Arc::new(ClientInner { client, config }),
+            inner: Arc::new(ClientInner {
+                client,
+                config,
+                in_flight,
+            }),
         })
     }
 
@@ -389,6 +415,12 @@ where
     let mut endpoint = endpoint;
     let mut attempts = 0u32;
 
+    let Ok(mut in_flight) = client.inner.in_flight(&upstream) else {
+        return Ok(error(
+            err_ctx_with(&err_ctx, Cause::UpstreamOverloaded),
+            Some(endpoint),
+        ));
+    };
     let request_timeout = timeouts.request.unwrap_or(config.request_timeout);
     let overall = (!request_timeout.is_zero()).then(|| start + request_timeout);
     let header_timeout = timeouts
@@ -446,6 +478,11 @@ where
             metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "no_endpoint", "reason" => reason).increment(1);
             break sent;
         };
+        // The next endpoint's in-flight cap counts the retry too.
+        let Ok(next_in_flight) = client.inner.in_flight(&next.upstream) else {
+            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "overloaded", "reason" => reason).increment(1);
+            break sent;
+        };
         if !retry.budget.withdraw() {
             metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "budget_exhausted", "reason" => reason).increment(1);
             break sent;
@@ -466,6 +503,7 @@ where
         // The failed try's response (if any) is dropped here, unread: nothing of
         // it reached the client, and its connection is closed, not pooled.
         drop(sent);
+        in_flight = next_in_flight;
         attempts += 1;
         header_deadline = next_deadline;
         picked = next;
@@ -558,7 +596,7 @@ where
     parts.extensions.insert(UpstreamDuration(start.elapsed()));
     Ok(Response::from_parts(
         parts,
-        ProxyBody::upstream(body, deadline, config.body_idle_timeout),
+        ProxyBody::upstream(body, deadline, config.body_idle_timeout, in_flight),
     ))
 }
 

@@ -572,6 +572,55 @@ async fn connection_cap_reached_is_503_upstream_overloaded() {
 }
 
 #[tokio::test]
+async fn in_flight_cap_answers_503_at_once_and_counts_response_bodies() {
+    let release = Arc::new(Notify::new());
+    let hold = release.clone();
+    let mut origin = RawOrigin::start(move |head| {
+        if request_line(head).starts_with("GET /hold ") {
+            Reply::Hold(hold.clone(), ok_response("held"))
+        } else {
+            Reply::Send(ok_response("ok"))
+        }
+    })
+    .await;
+    let config = ProxyConfig {
+        max_requests_per_upstream: 1,
+        // Plenty of connections: only the in-flight cap can refuse.
+        max_connections_per_upstream: 100,
+        ..ProxyConfig::default()
+    };
+    let proxy = proxy_to(origin.upstream(), config);
+
+    let first = tokio::spawn({
+        let proxy = proxy.clone();
+        async move { call(&proxy, get("/hold")).await }
+    });
+    let (_, head) = origin.next_head().await;
+    assert_eq!(request_line(&head), "GET /hold HTTP/1.1");
+
+    let res = call(&proxy, get("/second")).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["portcullis-error"], "upstream_overloaded");
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert!(res.extensions().get::<SelectedEndpoint>().is_some());
+
+    // The first response's head is back, its body not yet consumed: still in
+    // flight.
+    release.notify_one();
+    let held = within("the held request", first).await.expect("task");
+    assert_eq!(held.status(), StatusCode::OK);
+    let res = call(&proxy, get("/third")).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Once its body is read (and dropped), the slot is free again.
+    assert_eq!(body_string(held).await, "held");
+    let res = call(&proxy, get("/fourth")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_string(res).await, "ok");
+    let (_, head) = origin.next_head().await;
+    assert_eq!(request_line(&head), "GET /fourth HTTP/1.1");
+}
+
+#[tokio::test]
 async fn upstream_dying_mid_body_fails_the_response_body() {
     let mut origin = RawOrigin::start(|_| {
         Reply::SendThenClose(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc".to_vec())
