@@ -14,7 +14,7 @@ use crate::support::wire::IO_TIMEOUT;
 use crate::support::{Action, Gateway, Origin, Record, ok, proxy_to};
 
 /// An h2c connection to the gateway; the connection task runs in the background.
-async fn h2_connect(gw: &Gateway) -> SendRequest<Full<Bytes>> {
+pub(crate) async fn h2_connect(gw: &Gateway) -> SendRequest<Full<Bytes>> {
     let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(gw.addr))
         .await
         .expect("connect: timed out")
@@ -34,7 +34,7 @@ async fn h2_connect(gw: &Gateway) -> SendRequest<Full<Bytes>> {
 }
 
 /// Sends `req` and reads the whole response, each step with a timeout.
-async fn h2_exchange(
+pub(crate) async fn h2_exchange(
     send: &mut SendRequest<Full<Bytes>>,
     req: Request<Full<Bytes>>,
 ) -> (http::response::Parts, Bytes) {
