@@ -20,6 +20,7 @@ mod filters;
 mod fleet;
 mod forwarding;
 mod framing;
+mod h2_limits;
 mod h2c;
 mod hardening;
 mod hop_by_hop;
