@@ -341,6 +341,23 @@ async fn soak_with_integrity() {
     let mut twice: Vec<(&str, usize)> = posts.into_iter().filter(|(_, n)| *n > 1).collect();
     twice.sort();
 
+    // What the retries did (a GET fails only when none could be made).
+    let scrape = p.gw.scrape().await;
+    let retries: BTreeMap<String, f64> = scrape
+        .series("portcullis_upstream_retries_total")
+        .into_iter()
+        .map(|s| {
+            (
+                format!(
+                    "{}/{}",
+                    s.labels.get("outcome").map_or("", String::as_str),
+                    s.labels.get("reason").map_or("", String::as_str)
+                ),
+                s.value,
+            )
+        })
+        .collect();
+    eprintln!("soak_with_integrity: retries by outcome/reason {retries:?}");
     eprintln!(
         "soak_with_integrity: sent {} / answered {} (2xx {}) / lost {} / mixed {} / bad failures {}; \
          connections closed silently after a failure {}; failures by cause {:?}; 2xx by origin {:?}; origins saw {} requests, POSTs twice {}; \
