@@ -102,6 +102,9 @@ pub async fn run_command(
                     .into_iter()
                     .map(|u| Spanned::new(0..0, u))
                     .collect(),
+                balancer: portcullis_registry::Balancer::default(),
+                health: None,
+                passive_health: None,
             });
             cfg.routes.push(RouteConfig {
                 name: Some(Spanned::new(0..0, "default".to_owned())),
@@ -216,7 +219,8 @@ async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let mut hangups = Some(Hangups::catch());
-    let routes = gateway::Routes::new(&cfg)?;
+    let resolved = registry::resolve_urls(registry::static_urls(&cfg)).await;
+    let routes = gateway::Routes::with_resolved(&cfg, &resolved)?;
     let stack = gateway::build_with(&cfg, &routes)?;
     let limits = gateway::limits(&cfg);
     let addr: SocketAddr = cfg

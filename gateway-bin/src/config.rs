@@ -251,8 +251,23 @@ pub struct ServerConfig {
 pub struct ServiceConfig {
     /// Unique name.
     pub name: Spanned<String>,
-    /// Endpoint URLs (`http://host:port`), balanced round robin.
+    /// Endpoint URLs (`http://host:port`).
     pub endpoints: Vec<Spanned<String>>,
+    /// How requests are spread over the endpoints: `round_robin`, `weighted`
+    /// (every endpoint weighs 1 here) or `least_request`. Default: `round_robin`.
+    #[serde(default)]
+    pub balancer: portcullis_registry::Balancer,
+    /// An active health check, as for registered services (`{ path, interval,
+    /// timeout, expected_status, headers, method, rise, fall }`). Default: none
+    /// (passive ejection of failing endpoints only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Spanned<portcullis_registry::HealthSpec>>,
+    /// Passive ejection from live traffic (Envoy's outlier detection):
+    /// `{ consecutive_failures = 5, base_ejection_time = "30s", max_ejection_time
+    /// = "5m", max_ejected_percent = 50 }`; `max_ejected_percent = 0` turns it
+    /// off. Default: those values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive_health: Option<Spanned<portcullis_health::PassiveHealthConfig>>,
 }
 
 /// `[[routes]]`: which requests go to which service, through which filters.
@@ -603,6 +618,18 @@ impl Config {
             for ep in &svc.endpoints {
                 if let Err(e) = Upstream::parse(ep.get_ref()) {
                     at(ep.span(), e.to_string());
+                }
+            }
+            if let Some(h) = &svc.health {
+                if let Err(e) = portcullis_registry::validate_health(h.get_ref()) {
+                    at(h.span(), format!("service {name:?}: {e}"));
+                }
+            }
+            if let Some(p) = &svc.passive_health {
+                if let Err(errs) = p.get_ref().validate() {
+                    for e in errs {
+                        at(p.span(), format!("service {name:?}: {e}"));
+                    }
                 }
             }
         }
@@ -1063,6 +1090,18 @@ rate_limit = [\"ok\", \"nope\"]
             errs[2].reason.contains("unknown limit \"nope\""),
             "{errs:?}"
         );
+        // A static service's health settings are checked, each at its line.
+        let errs = parse(
+            "[[services]]\nname = \"a\"\nendpoints = [\"http://127.0.0.1:1\"]\n\
+             health = { interval = \"10ms\" }\n\
+             passive_health = { max_ejected_percent = 101 }\n\
+             [[routes]]\nservice = \"a\"\n",
+        )
+        .unwrap_err();
+        let lines: Vec<_> = errs.iter().map(|m| m.line).collect();
+        assert_eq!(lines, [Some(4), Some(5)], "{errs:?}");
+        assert!(errs[0].reason.contains("health.interval"), "{errs:?}");
+        assert!(errs[1].reason.contains("101"), "{errs:?}");
         // An identity-keyed limit needs an auth filter before it.
         let errs = parse(
             "[auth.k]\ntype = \"api_key\"\nheader = \"x-k\"\nkeys = [ { identity = \"a\", sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\" } ]\n\

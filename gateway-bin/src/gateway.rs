@@ -113,11 +113,17 @@ impl std::fmt::Debug for Routes {
 impl RoutesInner {
     /// The static part of a validated config. Auth policies with a JWKS URL
     /// start their refresh tasks, so this runs inside the runtime.
-    fn new(config: &Config, previous: Option<&RoutesInner>) -> anyhow::Result<Self> {
+    fn new(
+        config: &Config,
+        previous: Option<&RoutesInner>,
+        services: &crate::services::Services,
+        resolved: &crate::services::Resolved,
+    ) -> anyhow::Result<Self> {
         // A reload keeps what did not change: the pool (warm connections, the
-        // per-upstream caps), the static proxies, and the auth policies (a JWKS
-        // key set already fetched, the verification caches) — except those that
-        // read key files, which a reload is the way to re-read.
+        // per-upstream caps), the static services' health (in `services`), and
+        // the auth policies (a JWKS key set already fetched, the verification
+        // caches) — except those that read key files, which a reload is the way
+        // to re-read.
         let kept_client = previous
             .filter(|p| p.config.proxy == config.proxy)
             .map(|p| p.client.clone());
@@ -129,28 +135,50 @@ impl RoutesInner {
         let mut proxies = HashMap::new();
         for svc in &config.services {
             let name = svc.name.get_ref();
-            let same = |p: &&RoutesInner| {
-                kept_client.is_some()
-                    && p.config.services.iter().any(|old| {
-                        old.name.get_ref() == name
-                            && old
-                                .endpoints
-                                .iter()
-                                .map(|e| e.get_ref())
-                                .eq(svc.endpoints.iter().map(|e| e.get_ref()))
-                    })
-            };
-            if let Some(proxy) = previous.filter(same).and_then(|p| p.proxies.get(name)) {
-                proxies.insert(name.clone(), proxy.clone());
-                continue;
+            for e in &svc.endpoints {
+                Upstream::parse(e.get_ref()).with_context(|| format!("service {name}"))?;
             }
-            let upstreams = svc
-                .endpoints
-                .iter()
-                .map(|e| Upstream::parse(e.get_ref()))
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("service {name}"))?;
-            proxies.insert(name.clone(), Proxy::new(client.clone(), upstreams));
+            // Each endpoint is known by its URL; one listed twice weighs 2.
+            let mut endpoints: Vec<(&str, u32)> = Vec::new();
+            for e in &svc.endpoints {
+                match endpoints.iter_mut().find(|(url, _)| url == e.get_ref()) {
+                    Some((_, w)) => *w += 1,
+                    None => endpoints.push((e.get_ref(), 1)),
+                }
+            }
+            let passive = svc
+                .passive_health
+                .as_ref()
+                .map(|p| p.get_ref().clone())
+                .unwrap_or_default();
+            let balance = services.apply(
+                name,
+                svc.health.as_ref().map(|h| h.get_ref()),
+                &passive,
+                svc.balancer,
+                endpoints
+                    .iter()
+                    .map(|(url, weight)| crate::services::EndpointRef {
+                        id: url,
+                        url,
+                        weight: *weight,
+                    }),
+                resolved,
+            );
+            let proxy = match balance {
+                Some(balance) => Proxy::balanced(client.clone(), balance)
+                    .retry_budget(services.budget(name, config.proxy.retry_budget_percent)),
+                None => {
+                    let upstreams = svc
+                        .endpoints
+                        .iter()
+                        .map(|e| Upstream::parse(e.get_ref()))
+                        .collect::<Result<Vec<_>, _>>()
+                        .with_context(|| format!("service {name}"))?;
+                    Proxy::new(client.clone(), upstreams)
+                }
+            };
+            proxies.insert(name.clone(), proxy);
         }
         let mut auth = BTreeMap::new();
         for (name, policy) in &config.auth {
@@ -196,8 +224,18 @@ impl Routes {
     /// The static table of a validated config. Auth policies with a JWKS URL start
     /// their refresh tasks, so this runs inside the runtime.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let inner = RoutesInner::new(config, None)?;
+        Self::with_resolved(config, &HashMap::new())
+    }
+
+    /// As [`Routes::new`], with the static endpoints' host names resolved (see
+    /// [`crate::registry::resolve_urls`]) so that their health checks can probe
+    /// them.
+    pub fn with_resolved(
+        config: &Config,
+        resolved: &crate::services::Resolved,
+    ) -> anyhow::Result<Self> {
         let services = Arc::new(crate::services::Services::default());
+        let inner = RoutesInner::new(config, None, &services, resolved)?;
         let table = inner.build(&services, None)?;
         inner.table.store(Arc::new(table));
         Ok(Self {
@@ -297,7 +335,7 @@ impl Routes {
         let snapshot = registry.snapshot();
         let now_ms = portcullis_registry::now_unix_ms();
         let snapshot = &snapshot;
-        let inner = RoutesInner::new(config, Some(&self.current.load()))?;
+        let inner = RoutesInner::new(config, Some(&self.current.load()), &self.services, resolved)?;
         let table = inner.build(&self.services, Some((snapshot, now_ms, resolved)))?;
         inner.table.store(Arc::new(table));
         self.current.store(Arc::new(inner));
@@ -338,13 +376,24 @@ impl RoutesInner {
                     // The config file wins on a name clash (logged at restore).
                     continue;
                 }
-                let proxy =
-                    match services.apply(name, entry, snapshot.live_endpoints(name, now), resolved)
-                    {
-                        Some(balance) => Proxy::balanced(self.client.clone(), balance)
-                            .retry_budget(services.budget(name, config.proxy.retry_budget_percent)),
-                        None => Proxy::new(self.client.clone(), Vec::new()),
-                    };
+                let proxy = match services.apply(
+                    name,
+                    entry.spec.health.as_ref(),
+                    &portcullis_health::PassiveHealthConfig::default(),
+                    entry.spec.balancer,
+                    snapshot.live_endpoints(name, now).map(|(id, ep)| {
+                        crate::services::EndpointRef {
+                            id,
+                            url: &ep.spec.url,
+                            weight: ep.spec.weight,
+                        }
+                    }),
+                    resolved,
+                ) {
+                    Some(balance) => Proxy::balanced(self.client.clone(), balance)
+                        .retry_budget(services.budget(name, config.proxy.retry_budget_percent)),
+                    None => Proxy::new(self.client.clone(), Vec::new()),
+                };
                 // The service's filter set from the config, as if its routes
                 // listed those filters. A set that is gone (the config changed)
                 // takes the service's routes out rather than serve them unfiltered.
@@ -383,7 +432,7 @@ impl RoutesInner {
         // Only once the table is good: a refused one leaves the services be.
         if let Some((snapshot, _, _)) = registered {
             services.retain(&|name| {
-                snapshot.service(name).is_some() && !self.proxies.contains_key(name)
+                self.proxies.contains_key(name) || snapshot.service(name).is_some()
             });
         }
         Ok(table)

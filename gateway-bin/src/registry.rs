@@ -219,27 +219,47 @@ pub async fn resolve(
     snapshot: &portcullis_registry::Snapshot,
     now: u64,
 ) -> crate::services::Resolved {
-    let mut out = crate::services::Resolved::new();
+    let mut urls = Vec::new();
     for name in snapshot.services().keys() {
         for (_, ep) in snapshot.live_endpoints(name, now) {
-            let Ok(upstream) = portcullis_proxy::Upstream::parse(&ep.spec.url) else {
-                continue;
-            };
-            let authority = upstream.authority();
-            if authority.parse::<SocketAddr>().is_ok() || out.contains_key(authority) {
-                continue;
-            }
-            let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(authority))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .and_then(|mut addrs| addrs.next());
-            if let Some(addr) = found {
-                out.insert(authority.to_owned(), addr);
-            }
+            urls.push(ep.spec.url.as_str());
+        }
+    }
+    resolve_urls(urls).await
+}
+
+/// Resolves the host names (not IP literals) of `urls`, each within
+/// `RESOLVE_TIMEOUT`; those that do not resolve are left out.
+pub async fn resolve_urls<'a>(
+    urls: impl IntoIterator<Item = &'a str>,
+) -> crate::services::Resolved {
+    let mut out = crate::services::Resolved::new();
+    for url in urls {
+        let Ok(upstream) = portcullis_proxy::Upstream::parse(url) else {
+            continue;
+        };
+        let authority = upstream.authority();
+        if authority.parse::<SocketAddr>().is_ok() || out.contains_key(authority) {
+            continue;
+        }
+        let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(authority))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|mut addrs| addrs.next());
+        if let Some(addr) = found {
+            out.insert(authority.to_owned(), addr);
         }
     }
     out
+}
+
+/// The endpoint URLs of `config`'s static services.
+pub fn static_urls(config: &Config) -> impl Iterator<Item = &str> {
+    config
+        .services
+        .iter()
+        .flat_map(|s| s.endpoints.iter().map(|e| e.get_ref().as_str()))
 }
 
 impl RunningRegistry {

@@ -136,7 +136,10 @@ impl Reloader {
         // table is built from is taken under the routes' lock.
         let resolved = {
             let snapshot = self.inner.registry.snapshot();
-            crate::registry::resolve(&snapshot, now_unix_ms()).await
+            let mut resolved = crate::registry::resolve(&snapshot, now_unix_ms()).await;
+            resolved
+                .extend(crate::registry::resolve_urls(crate::registry::static_urls(&next)).await);
+            resolved
         };
         self.inner
             .routes

@@ -1,6 +1,7 @@
-//! Registered services at run time: each one's health checker (active probes
-//! and passive ejection) and load balancer, kept across route-table rebuilds so
-//! that a heartbeat or another service's change does not reset health state.
+//! Services at run time, static and registered: each one's health checker
+//! (active probes and passive ejection) and load balancer, kept across
+//! route-table rebuilds and reloads so that a heartbeat, another service's
+//! change or a reload does not reset health state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use portcullis_health::{EndpointStatus, HealthCheckConfig, HealthChecker, PassiveHealthConfig};
 use portcullis_proxy::{Balance, Outcome, Picked, Upstream};
-use portcullis_registry::{AnyBalancer, HealthSpec, LoadBalancer as _, ServiceEntry};
+use portcullis_registry::{AnyBalancer, HealthSpec, LoadBalancer as _};
 
 /// One endpoint as the balancer sees it.
 #[derive(Debug, Clone)]
@@ -52,10 +53,24 @@ impl Balance for ServiceBalance {
 struct EpKey {
     url: String,
     weight: u32,
+    /// Where it was probed (a host name resolved anew restarts its checks).
+    probed: Option<SocketAddr>,
+}
+
+/// One endpoint to apply: its id, URL and weight.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointRef<'a> {
+    /// The endpoint's id within its service.
+    pub id: &'a str,
+    /// `http://host:port`.
+    pub url: &'a str,
+    /// Its weight for the `weighted` balancer.
+    pub weight: u32,
 }
 
 struct Runtime {
     health: Option<HealthSpec>,
+    passive: PassiveHealthConfig,
     checker: Arc<HealthChecker>,
     endpoints: BTreeMap<String, (EpKey, Ep)>,
 }
@@ -104,14 +119,16 @@ fn probe_target(upstream: &Upstream, resolved: &Resolved) -> Option<(SocketAddr,
 }
 
 impl Services {
-    /// Brings `name`'s runtime in line with `entry` and its live endpoints, and
-    /// returns its balancer. Endpoints that did not change keep their health.
+    /// Brings `name`'s runtime in line with its `health` check and `endpoints`,
+    /// and returns its balancer. Endpoints that did not change keep their health.
     /// `None` only if no health checker could be made at all.
     pub fn apply<'a>(
         &self,
         name: &str,
-        entry: &ServiceEntry,
-        live: impl Iterator<Item = (&'a str, &'a portcullis_registry::Endpoint)>,
+        health: Option<&HealthSpec>,
+        passive: &PassiveHealthConfig,
+        balancer: portcullis_registry::Balancer,
+        endpoints: impl Iterator<Item = EndpointRef<'a>>,
         resolved: &Resolved,
     ) -> Option<Arc<ServiceBalance>> {
         let mut runtimes = match self.runtimes.lock() {
@@ -119,20 +136,23 @@ impl Services {
             Err(poisoned) => poisoned.into_inner(),
         };
         let fresh = || {
-            let active = entry.spec.health.as_ref().map(active_config);
-            let checker = HealthChecker::new(name, active.clone(), PassiveHealthConfig::default())
+            let active = health.map(active_config);
+            let checker = HealthChecker::new(name, active.clone(), passive.clone())
                 .or_else(|errors| {
                     tracing::warn!(service = %name, errors = ?errors.iter().map(ToString::to_string).collect::<Vec<_>>(), "health check settings refused; no active checks");
                     HealthChecker::new(name, None, PassiveHealthConfig::default())
                 });
             checker.ok().map(|c| Runtime {
-                health: entry.spec.health.clone(),
+                health: health.cloned(),
+                passive: passive.clone(),
                 checker: Arc::new(c),
                 endpoints: BTreeMap::new(),
             })
         };
         let rt = match runtimes.get(name) {
-            Some(rt) if rt.health == entry.spec.health => runtimes.get_mut(name),
+            Some(rt) if rt.health.as_ref() == health && rt.passive == *passive => {
+                runtimes.get_mut(name)
+            }
             _ => {
                 if let Some(rt) = fresh() {
                     runtimes.insert(name.to_owned(), rt);
@@ -142,27 +162,34 @@ impl Services {
         };
         let rt = rt?;
         let mut seen = Vec::new();
-        for (id, ep) in live {
+        for EndpointRef { id, url, weight } in endpoints {
             seen.push(id.to_owned());
-            let key = EpKey {
-                url: ep.spec.url.clone(),
-                weight: ep.spec.weight,
-            };
-            if rt.endpoints.get(id).is_some_and(|(k, _)| *k == key) {
-                continue;
-            }
-            let upstream = match Upstream::parse(&ep.spec.url) {
+            let upstream = match Upstream::parse(url) {
                 Ok(u) => u,
                 Err(error) => {
                     tracing::warn!(service = %name, endpoint = %id, %error, "endpoint not usable");
                     continue;
                 }
             };
-            let status = match probe_target(&upstream, resolved) {
+            let target = probe_target(&upstream, resolved);
+            let key = EpKey {
+                url: url.to_owned(),
+                weight,
+                probed: target.as_ref().map(|(addr, _)| *addr),
+            };
+            if rt.endpoints.get(id).is_some_and(|(k, _)| *k == key) {
+                continue;
+            }
+            let status = match target {
                 Some((addr, host)) => rt.checker.add(id, addr, host),
                 None => {
-                    tracing::warn!(service = %name, endpoint = %id, "endpoint address does not resolve; not probed");
-                    EndpointStatus::new(false)
+                    if rt.checker.has_active_checks() {
+                        tracing::warn!(service = %name, endpoint = %id, "endpoint address does not resolve; not probed");
+                    }
+                    // Passive ejection still applies.
+                    let status = EndpointStatus::new(false);
+                    rt.checker.passive().register(id, status.clone());
+                    status
                 }
             };
             let e = Ep {
@@ -188,7 +215,7 @@ impl Services {
             .map(|(k, e)| (e.clone(), k.weight))
             .collect();
         Some(Arc::new(ServiceBalance {
-            balancer: AnyBalancer::new(entry.spec.balancer, list),
+            balancer: AnyBalancer::new(balancer, list),
             checker: rt.checker.clone(),
         }))
     }
@@ -210,7 +237,7 @@ impl Services {
         }))
     }
 
-    /// Forgets services that are no longer registered (stopping their probes).
+    /// Forgets services that no longer exist (stopping their probes).
     pub fn retain(&self, registered: &dyn Fn(&str) -> bool) {
         let mut runtimes = match self.runtimes.lock() {
             Ok(r) => r,

@@ -37,6 +37,7 @@ mod routing;
 mod shutdown;
 mod slow_clients;
 mod startup;
+mod static_health;
 mod troubleshooting;
 mod upgrade;
 mod upstream_errors;

@@ -349,7 +349,7 @@ async fn bad_registrations_get_clear_answers() {
 }
 
 /// An origin answering `/healthz` with `health` and everything else with `name`.
-async fn checked_origin(name: &'static str, health: u16) -> crate::support::Origin {
+pub(crate) async fn checked_origin(name: &'static str, health: u16) -> crate::support::Origin {
     crate::support::Origin::start(move |rec| {
         if rec.head.start.starts_with("GET /healthz ") {
             let line = if health == 200 {

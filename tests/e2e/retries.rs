@@ -9,7 +9,8 @@ use tokio::time::Instant;
 use crate::support::{Action, Gateway, Origin, exchange, get, ok, response};
 
 /// A service over `endpoints` (in this order), a route `/retry/` with `filters`
-/// (TOML `[[routes.filters]]` tables) and a plain route `/plain/`.
+/// (TOML `[[routes.filters]]` tables) and a plain route `/plain/`. Passive
+/// ejection is off: these tests count what a failing endpoint keeps receiving.
 async fn gateway(endpoints: &[&Origin], filters: &str) -> Gateway {
     let urls = endpoints
         .iter()
@@ -17,7 +18,8 @@ async fn gateway(endpoints: &[&Origin], filters: &str) -> Gateway {
         .collect::<Vec<_>>()
         .join(", ");
     let rest = format!(
-        "[[services]]\nname = \"svc\"\nendpoints = [{urls}]\n\n\
+        "[[services]]\nname = \"svc\"\nendpoints = [{urls}]\n\
+         passive_health = {{ max_ejected_percent = 0 }}\n\n\
          [[routes]]\npath = \"/plain/\"\nservice = \"svc\"\n\n\
          [[routes]]\npath = \"/retry/\"\nservice = \"svc\"\n\n{filters}\n"
     );

@@ -182,5 +182,6 @@ pub use store::{
 pub use validate::{
     MAX_ENDPOINTS_PER_SERVICE, MAX_HEALTH_HEADERS, MAX_METHODS_PER_ROUTE, MAX_NAME_LEN,
     MAX_ROUTES_PER_SERVICE, MAX_SERVICES, MAX_STRING_LEN, Policy, RegistrationError, Upstream,
-    check_policy, parse_upstream, validate_endpoint_spec, validate_name, validate_service_spec,
+    check_policy, parse_upstream, validate_endpoint_spec, validate_health, validate_name,
+    validate_service_spec,
 };

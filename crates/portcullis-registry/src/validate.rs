@@ -212,7 +212,9 @@ fn check_path(key: &str, path: &str) -> Result<(), RegistrationError> {
     Ok(())
 }
 
-fn validate_health(h: &HealthSpec) -> Result<(), RegistrationError> {
+/// Checks a health check's settings (path, interval, timeout, statuses, method,
+/// headers, rise and fall), as a registration's or a static service's.
+pub fn validate_health(h: &HealthSpec) -> Result<(), RegistrationError> {
     check_path("health.path", &h.path)?;
     if h.interval < std::time::Duration::from_millis(100) || h.interval > MAX_TTL {
         return Err(invalid("health.interval must be between 100ms and 1h"));
