@@ -97,24 +97,25 @@ pub async fn serve(listener: TcpListener, app: Router) {
         listener,
         app,
         Arc::new(tokio::sync::Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+        tokio::sync::watch::channel(false).1,
     )
     .await;
 }
 
-async fn serve_with(listener: TcpListener, app: Router, slots: Arc<tokio::sync::Semaphore>) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(a) => a,
-            Err(error) => {
-                tracing::warn!(%error, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+/// Serves until `stop` turns true; then serves what is already queued on the
+/// socket (closing it would reset those connections) and returns.
+async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    slots: Arc<tokio::sync::Semaphore>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let shed = crate::server::shed_response();
+    let serve_one = |stream: tokio::net::TcpStream, peer: std::net::SocketAddr| {
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(peer_addr = %peer, max_connections = ADMIN_MAX_CONNECTIONS, "admin connection limit reached, closing connection");
-            drop(stream);
-            continue;
+            crate::server::shed(stream, &shed);
+            return;
         };
         let svc = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
@@ -125,12 +126,35 @@ async fn serve_with(listener: TcpListener, app: Router, slots: Arc<tokio::sync::
                 .await;
             drop(slot);
         });
+    };
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => serve_one(stream, peer),
+            Err(error) => {
+                tracing::warn!(%error, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    for (stream, peer) in crate::server::take_queued(Arc::new(listener)) {
+        serve_one(stream, peer);
     }
 }
 
 /// The admin listener, which a reload may move: [`AdminServer::rebind`] starts
 /// accepting on the new socket, then stops the old accept loop (connections it
-/// accepted, such as the one asking for the reload, finish on their own).
+/// accepted, such as the one asking for the reload, finish on their own, and
+/// those queued on the old socket are still served).
+///
+/// The app it serves holds the reloader, which holds this server: [`stop`]
+/// (called at exit) lets the app go and so breaks that cycle.
+///
+/// [`stop`]: AdminServer::stop
 pub struct AdminServer {
     inner: std::sync::Mutex<AdminInner>,
     slots: Arc<tokio::sync::Semaphore>,
@@ -139,7 +163,11 @@ pub struct AdminServer {
 #[derive(Default)]
 struct AdminInner {
     app: Option<Router>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    /// The accept loop and its stop signal.
+    task: Option<(
+        tokio::task::JoinHandle<()>,
+        tokio::sync::watch::Sender<bool>,
+    )>,
 }
 
 impl std::fmt::Debug for AdminServer {
@@ -172,31 +200,37 @@ impl AdminServer {
     /// Serves `app` on `listener`.
     pub fn start(&self, listener: TcpListener, app: Router) {
         let mut inner = self.inner();
-        inner.app = Some(app.clone());
-        let task = tokio::spawn(serve_with(listener, app, self.slots.clone()));
-        if let Some(old) = inner.task.replace(task) {
-            old.abort();
-        }
+        inner.app = Some(app);
+        self.run(&mut inner, listener);
     }
 
-    /// Serves the same app on `listener` instead; false when not serving.
+    /// Serves the same app on `listener` instead (the old socket's queued
+    /// connections are still served); false when not serving.
     pub fn rebind(&self, listener: TcpListener) -> bool {
         let mut inner = self.inner();
-        let Some(app) = inner.app.clone() else {
+        if inner.app.is_none() {
             return false;
-        };
-        let task = tokio::spawn(serve_with(listener, app, self.slots.clone()));
-        if let Some(old) = inner.task.replace(task) {
-            old.abort();
         }
+        self.run(&mut inner, listener);
         true
+    }
+
+    fn run(&self, inner: &mut AdminInner, listener: TcpListener) {
+        let Some(app) = inner.app.clone() else {
+            return;
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(serve_with(listener, app, self.slots.clone(), stop_rx));
+        if let Some((_, old_stop)) = inner.task.replace((task, stop_tx)) {
+            let _ = old_stop.send(true);
+        }
     }
 
     /// Stops accepting and lets the app go.
     pub fn stop(&self) {
         let mut inner = self.inner();
         inner.app = None;
-        if let Some(t) = inner.task.take() {
+        if let Some((t, _)) = inner.task.take() {
             t.abort();
         }
     }

@@ -188,8 +188,8 @@ pub struct ServerConfig {
     /// Default: 10s.
     #[serde(with = "duration_str")]
     pub header_timeout: Duration,
-    /// How long an idle keep-alive connection is kept between two requests.
-    /// Default: 60s.
+    /// How long an idle keep-alive connection is kept between two requests (an
+    /// HTTP/2 one with no stream open gets a GOAWAY). Default: 60s.
     #[serde(with = "duration_str")]
     pub keepalive_timeout: Duration,
     /// How long a write to a client may stay blocked because it does not read
@@ -220,17 +220,18 @@ pub struct ServerConfig {
     /// Largest request body for routes that set none (413 beyond). Default: 1GiB.
     #[serde(with = "crate::size")]
     pub max_body: u64,
-    /// Requests served on one HTTP/1.1 client connection; the last response says
-    /// `Connection: close`. 0 = no limit. Default: 1000.
+    /// Requests served on one client connection: HTTP/1.1's last response says
+    /// `Connection: close`, HTTP/2 gets a GOAWAY. 0 = no limit. Default: 1000.
     pub max_requests_per_connection: u64,
-    /// Age of an HTTP/1.1 client connection after which it is closed after its
-    /// current response; "0s" = no limit. Default: 1h.
+    /// Age of a client connection after which it is closed: HTTP/1.1 after its
+    /// current response, HTTP/2 by a GOAWAY. "0s" = no limit. Default: 1h.
     #[serde(with = "duration_str")]
     pub max_connection_lifetime: Duration,
     /// Serve HTTP/2 with prior knowledge (h2c) beside HTTP/1.1. Default: true.
     pub http2: bool,
-    /// How long in-flight requests may run after SIGTERM before the gateway exits.
-    /// Default: 30s.
+    /// How long in-flight requests may run after SIGTERM before the gateway exits
+    /// (and after a reload's hand-over, once idle connections had their
+    /// keep-alive timeout to end). Default: 30s.
     #[serde(with = "duration_str")]
     pub shutdown_timeout: Duration,
     /// Name put in `Via` headers. Default: portcullis.

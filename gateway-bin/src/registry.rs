@@ -271,7 +271,7 @@ impl RunningRegistry {
     }
 
     /// Stops the background tasks and saves the registrations a last time
-    /// (bounded by [`FLUSH_TIMEOUT`]).
+    /// (bounded by 5 s).
     pub async fn stop(&self) {
         // No change is being saved while the lock is held: the tasks stop between
         // changes, and the registry is saved as it is now (a store that takes only

@@ -22,6 +22,8 @@ use std::sync::Arc;
 
 use portcullis_registry::{AdminRules, Registry, now_unix_ms};
 
+use std::net::SocketAddr;
+
 use tokio::net::TcpListener;
 
 use crate::admin::AdminServer;
@@ -37,7 +39,7 @@ pub struct Listeners {
     /// The admin listener.
     pub admin: Arc<AdminServer>,
     /// The addresses they are bound to now: proxy, admin.
-    pub addrs: Arc<std::sync::Mutex<(std::net::SocketAddr, std::net::SocketAddr)>>,
+    pub addrs: Arc<std::sync::Mutex<(SocketAddr, SocketAddr)>>,
 }
 
 /// Counter of reloads, by `outcome`: `ok` or `refused`.
@@ -174,19 +176,22 @@ impl Reloader {
                 "server.admin_listen must differ from server.listen".to_owned(),
             ]);
         }
-        let moved = old.server.listen.get_ref() != new.server.listen.get_ref();
+        if listeners.proxy.is_shutting_down() {
+            return Err(vec!["the gateway is shutting down".to_owned()]);
+        }
+        // Compared as addresses: `[::1]:80` and `[0:0:0:0:0:0:0:1]:80` are one.
+        let same = |a: &str, b: SocketAddr| a.parse::<SocketAddr>().ok() == Some(b);
+        let moved = !same(old.server.listen.get_ref(), listen);
         if moved {
             match TcpListener::bind(listen).await {
                 Ok(l) => plan.proxy_socket = Some(Arc::new(l)),
-                Err(e) => reasons.push(format!(
-                    "server.listen: binding {listen} failed: {e} (an address that overlaps the running listener's, such as the same port on 0.0.0.0, needs a restart)"
-                )),
+                Err(e) => reasons.push(bind_failed("server.listen", listen, &e)),
             }
         }
-        if old.server.admin_listen.get_ref() != new.server.admin_listen.get_ref() {
+        if !same(old.server.admin_listen.get_ref(), admin) {
             match TcpListener::bind(admin).await {
                 Ok(l) => plan.admin_socket = Some(l),
-                Err(e) => reasons.push(format!("server.admin_listen: binding {admin} failed: {e}")),
+                Err(e) => reasons.push(bind_failed("server.admin_listen", admin, &e)),
             }
         }
         if !reasons.is_empty() {
@@ -219,7 +224,12 @@ impl Reloader {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((socket, stack, limits)) = plan.generation {
             let addr = socket.local_addr().unwrap_or(addrs.0);
-            listeners.proxy.start(socket, stack, limits);
+            if !listeners.proxy.start(socket, stack, limits) {
+                tracing::warn!(
+                    "the gateway is shutting down: the new listener settings are not applied"
+                );
+                return;
+            }
             if addr != addrs.0 {
                 tracing::info!(addr = %addr, "proxy listening");
             }
@@ -251,7 +261,19 @@ struct Plan {
     )>,
 }
 
-fn parse_addr(key: &str, value: &str, reasons: &mut Vec<String>) -> Option<std::net::SocketAddr> {
+/// Why binding `addr` for `key` failed; an address in use may be one that
+/// overlaps the running listener's.
+fn bind_failed(key: &str, addr: SocketAddr, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!(
+            "{key}: binding {addr} failed: {e} (if it overlaps the running listener's address, such as the same port on 0.0.0.0, restart the gateway for it)"
+        )
+    } else {
+        format!("{key}: binding {addr} failed: {e}")
+    }
+}
+
+fn parse_addr(key: &str, value: &str, reasons: &mut Vec<String>) -> Option<SocketAddr> {
     match value.parse() {
         Ok(a) => Some(a),
         Err(e) => {

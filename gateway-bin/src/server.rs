@@ -38,7 +38,8 @@ pub struct ListenerLimits {
     /// Time to receive a request head: the first from the connection's start,
     /// later ones from their first byte (slowloris).
     pub header_timeout: Duration,
-    /// How long an idle keep-alive connection is kept between requests.
+    /// How long an idle keep-alive connection is kept between requests (an
+    /// HTTP/2 one with no stream open gets a GOAWAY).
     pub keepalive_timeout: Duration,
     /// How long a write to the client may stay blocked (it stopped reading).
     pub send_timeout: Duration,
@@ -50,13 +51,13 @@ pub struct ListenerLimits {
     pub max_uri_bytes: usize,
     /// Serve h2c beside HTTP/1.1.
     pub http2: bool,
-    /// Drain deadline after a shutdown signal.
+    /// Drain deadline after a shutdown signal (or a hand-over's soft drain).
     pub shutdown_timeout: Duration,
-    /// Requests served on one HTTP/1.1 connection before it is closed (the last
-    /// response says `Connection: close`); 0 = no limit.
+    /// Requests served on one connection before it is closed (HTTP/1.1: the last
+    /// response says `Connection: close`; HTTP/2: a GOAWAY); 0 = no limit.
     pub max_requests_per_connection: u64,
-    /// Age after which an HTTP/1.1 connection is closed after its current
-    /// response; zero = no limit.
+    /// Age after which a connection is closed (HTTP/1.1 after its current
+    /// response, HTTP/2 by a GOAWAY); zero = no limit.
     pub max_connection_lifetime: Duration,
 }
 
@@ -86,22 +87,43 @@ pub async fn serve<S, B>(
 /// The proxy listener and its generations (R18). Each [`Frontend::start`] begins
 /// a generation: an accept loop with its own stack and limits, on a new socket or
 /// on the one the previous generation used. The previous generation then stops
-/// accepting and drains softly: its HTTP/1.1 connections answer the request in
-/// flight and the next one with `Connection: close` (an idle one closes at its
-/// keep-alive timeout, so no request racing a close is lost), its HTTP/2
-/// connections get a GOAWAY. [`Frontend::shutdown`] drains every generation
-/// hard, up to each one's `shutdown_timeout`.
+/// accepting (taking what is already queued on a socket that closes) and drains
+/// softly: its HTTP/1.1 connections answer the request in flight and the next
+/// one with `Connection: close`, idle ones close at their keep-alive timeout (no
+/// request racing a close is lost), HTTP/2 connections get a GOAWAY. What is
+/// left after `keepalive_timeout + header_timeout` is drained hard, and after
+/// `shutdown_timeout` more, closed. [`Frontend::shutdown`] drains every
+/// generation hard at once.
+///
+/// `max_connections` bounds the listener as a whole: every generation takes its
+/// connections' slots from one pool, resized when a generation brings another
+/// limit.
 pub struct Frontend {
     shutdown: watch::Sender<bool>,
+    /// The listener's connection cap, shared by its generations.
+    slots: Arc<Semaphore>,
     state: std::sync::Mutex<FrontState>,
 }
 
 #[derive(Default)]
 struct FrontState {
     /// The generation accepting connections: its socket and its hand-over signal.
-    current: Option<(Arc<TcpListener>, watch::Sender<bool>)>,
+    current: Option<(Arc<TcpListener>, watch::Sender<Handover>)>,
     /// Every generation's task; finished ones are pruned at each start.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The cap `slots` stands for: its free permits plus those held.
+    cap: usize,
+}
+
+/// A generation's hand-over signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    Serving,
+    /// A newer generation accepts now; `retiring` when this one's socket is no
+    /// longer used by it (the address changed) and closes.
+    Over {
+        retiring: bool,
+    },
 }
 
 impl std::fmt::Debug for Frontend {
@@ -121,6 +143,7 @@ impl Frontend {
     pub fn new() -> Self {
         Self {
             shutdown: watch::channel(false).0,
+            slots: Arc::new(Semaphore::new(0)),
             state: std::sync::Mutex::new(FrontState::default()),
         }
     }
@@ -137,10 +160,16 @@ impl Frontend {
         self.state().current.as_ref().map(|(l, _)| l.clone())
     }
 
+    /// Whether [`Frontend::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
     /// Starts a generation serving `stack` on `listener` with `limits`; the
     /// previous one (if any) stops accepting and drains softly. The new one
-    /// accepts before the old one lets its socket go.
-    pub fn start<S, B>(&self, listener: Arc<TcpListener>, stack: S, limits: ListenerLimits)
+    /// accepts before the old one lets its socket go. False (and nothing
+    /// started) once the frontend is shutting down.
+    pub fn start<S, B>(&self, listener: Arc<TcpListener>, stack: S, limits: ListenerLimits) -> bool
     where
         S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
             + Clone
@@ -151,33 +180,63 @@ impl Frontend {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        if *self.shutdown.borrow() {
-            // Shutting down: a reload racing it starts nothing.
-            return;
+        let mut state = self.state();
+        if self.is_shutting_down() {
+            return false;
         }
-        let (handover_tx, handover_rx) = watch::channel(false);
+        self.resize(&mut state, limits.max_connections);
+        let (handover_tx, handover_rx) = watch::channel(Handover::Serving);
         let task = tokio::spawn(run_generation(
             listener.clone(),
             stack,
             Arc::new(limits),
+            self.slots.clone(),
             handover_rx,
             self.shutdown.subscribe(),
         ));
-        let mut state = self.state();
         state.tasks.retain(|t| !t.is_finished());
         state.tasks.push(task);
-        if let Some((_, old)) = state.current.replace((listener, handover_tx)) {
-            let _ = old.send(true);
+        let old = state.current.take();
+        if let Some((old_listener, old_handover)) = old {
+            let retiring = !Arc::ptr_eq(&old_listener, &listener);
+            // Let go of the old socket first, so that its generation holds the last
+            // reference when it retires.
+            drop(old_listener);
+            let _ = old_handover.send(Handover::Over { retiring });
         }
+        state.current = Some((listener, handover_tx));
+        true
+    }
+
+    /// Makes the shared connection pool stand for `cap` connections. A smaller
+    /// cap takes effect as connections end.
+    fn resize(&self, state: &mut FrontState, cap: usize) {
+        if cap > state.cap {
+            self.slots
+                .add_permits((cap - state.cap).min(Semaphore::MAX_PERMITS));
+        } else if cap < state.cap {
+            let diff = state.cap - cap;
+            let rest = diff - self.slots.forget_permits(diff);
+            if rest > 0 {
+                let slots = self.slots.clone();
+                let rest = u32::try_from(rest).unwrap_or(u32::MAX);
+                tokio::spawn(async move {
+                    if let Ok(p) = slots.acquire_many_owned(rest).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        state.cap = cap;
     }
 
     /// Stops every generation: no more accepts, every connection drained (HTTP/1.1
     /// `Connection: close` or closed when idle, HTTP/2 GOAWAY), in-flight requests
     /// given up to their generation's `shutdown_timeout`.
     pub async fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
         let tasks = {
             let mut state = self.state();
+            let _ = self.shutdown.send(true);
             state.current = None;
             std::mem::take(&mut state.tasks)
         };
@@ -187,14 +246,16 @@ impl Frontend {
     }
 }
 
-/// How a generation's connections are asked to end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a generation's connections are asked to end, in increasing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Drain {
     Run,
     /// Handed over: HTTP/1.1 closes after its next response, HTTP/2 gets GOAWAY.
     Soft,
     /// Shutting down: idle HTTP/1.1 connections close now as well.
     Hard,
+    /// Past the deadline: connections are closed, requests or not.
+    Abort,
 }
 
 /// What every connection of a generation shares.
@@ -202,6 +263,57 @@ struct Generation {
     limits: ListenerLimits,
     /// Set once the generation is handed over: responses say `Connection: close`.
     draining: std::sync::atomic::AtomicBool,
+    /// Connections (and the tunnels they became) still open.
+    open: std::sync::atomic::AtomicUsize,
+    /// Woken when `open` drops to zero.
+    closed: tokio::sync::Notify,
+}
+
+impl Generation {
+    /// Resolves once every connection of the generation ended.
+    async fn all_closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A connection's place: a slot of the listener's cap and a count in its
+/// generation, both given back when the connection (or its tunnel) ends.
+struct Slot {
+    _cap: OwnedSemaphorePermit,
+    generation: Arc<Generation>,
+}
+
+impl Slot {
+    fn new(cap: OwnedSemaphorePermit, generation: Arc<Generation>) -> Self {
+        generation
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self {
+            _cap: cap,
+            generation,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self
+            .generation
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.generation.closed.notify_waiters();
+        }
+    }
 }
 
 /// One generation's accept loop, then its drain.
@@ -209,7 +321,8 @@ async fn run_generation<S, B>(
     listener: Arc<TcpListener>,
     stack: S,
     limits: Arc<ListenerLimits>,
-    mut handover: watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
+    mut handover: watch::Receiver<Handover>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -224,10 +337,11 @@ async fn run_generation<S, B>(
     let generation = Arc::new(Generation {
         limits: ListenerLimits::clone(&limits),
         draining: std::sync::atomic::AtomicBool::new(false),
+        open: std::sync::atomic::AtomicUsize::new(0),
+        closed: tokio::sync::Notify::new(),
     });
     let shed_response = shed_response();
     let builders = Arc::new(Builders::new(&limits));
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (drain_tx, drain_rx) = watch::channel(Drain::Run);
     let accept_one = |stream: TcpStream, peer: SocketAddr, permit: Option<OwnedSemaphorePermit>| {
         // A slot may have freed while we waited in `accept`.
@@ -244,10 +358,12 @@ async fn run_generation<S, B>(
             peer,
             local,
             inspector: inspector.clone(),
-            generation: generation.clone(),
-            slot: Arc::new(permit),
-            served: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-            opened: tokio::time::Instant::now(),
+            state: Arc::new(ConnState {
+                generation: generation.clone(),
+                served: std::sync::atomic::AtomicU64::new(0),
+                opened: tokio::time::Instant::now(),
+            }),
+            slot: Arc::new(Slot::new(permit, generation.clone())),
             h2: None,
         };
         // The connection's future is spawned as is (no wrapping block): every
@@ -260,24 +376,26 @@ async fn run_generation<S, B>(
         ));
     };
 
+    let over = |h: &Handover| *h != Handover::Serving;
+    // `Some(retiring)` once handed over, `None` on shutdown.
     let handed_over = loop {
         // Take a slot before accepting, so excess connections wait in the kernel's
         // backlog; past `connection_wait`, shed the oldest one waiting.
         let permit = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|s| *s) => break false,
-            _ = handover.wait_for(|h| *h) => break true,
+            _ = shutdown.wait_for(|s| *s) => break None,
+            h = handover.wait_for(over) => break h.ok().map(|h| *h == Handover::Over { retiring: true }),
             p = tokio::time::timeout(limits.connection_wait, slots.clone().acquire_owned()) => p,
         };
         let permit = match permit {
             Ok(Ok(p)) => Some(p),
-            Ok(Err(_)) => break false,
+            Ok(Err(_)) => break None,
             Err(_) => None,
         };
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|s| *s) => break false,
-            _ = handover.wait_for(|h| *h) => break true,
+            _ = shutdown.wait_for(|s| *s) => break None,
+            h = handover.wait_for(over) => break h.ok().map(|h| *h == Handover::Over { retiring: true }),
             a = listener.accept() => a,
         };
         match accepted {
@@ -289,52 +407,102 @@ async fn run_generation<S, B>(
             }
         }
     };
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if handed_over {
-        // The next generation accepts on its own socket or on this one. When this
-        // socket is about to close (its address changed), the connections the
-        // kernel already queued on it are taken first: closing would reset them.
-        if Arc::strong_count(&listener) == 1 {
-            while let Some(Ok((stream, peer))) = listener.accept().now_or_never() {
+    if let Some(retiring) = handed_over {
+        if retiring {
+            // Closing the socket would reset the connections the kernel already
+            // queued on it: they are taken first.
+            for (stream, peer) in take_queued(listener) {
                 accept_one(stream, peer, None);
             }
+        } else {
+            drop(listener);
         }
-        drop(listener);
         generation
             .draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = drain_tx.send(Drain::Soft);
-        let open = limits.max_connections - slots.available_permits();
         tracing::info!(
-            open_connections = open,
+            open_connections = generation.open.load(std::sync::atomic::Ordering::Relaxed),
             "listener handed over; its connections close after their next response"
         );
-        // Every connection holds a slot until it ends: all slots back means all
-        // closed. A shutdown meanwhile drains what is left hard.
+        // Idle HTTP/1.1 connections end by themselves within the keep-alive
+        // timeout; what is left then is drained hard. A shutdown meanwhile
+        // drains at once.
+        let soft = limits
+            .keepalive_timeout
+            .saturating_add(limits.header_timeout);
         tokio::select! {
-            _ = slots.acquire_many(all) => return,
+            () = generation.all_closed() => return,
             _ = shutdown.wait_for(|s| *s) => {}
+            () = tokio::time::sleep(soft) => {
+                tracing::info!(
+                    open_connections = generation.open.load(std::sync::atomic::Ordering::Relaxed),
+                    "handed-over listener: draining its remaining connections"
+                );
+            }
         }
     } else {
         drop(listener);
+        tracing::info!(
+            open_connections = generation.open.load(std::sync::atomic::Ordering::Relaxed),
+            "shutting down, draining in-flight requests"
+        );
     }
-    let open = limits.max_connections - slots.available_permits();
-    tracing::info!(
-        open_connections = open,
-        "shutting down, draining in-flight requests"
-    );
     let _ = drain_tx.send(Drain::Hard);
-    if tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all))
+    if tokio::time::timeout(limits.shutdown_timeout, generation.all_closed())
         .await
         .is_err()
     {
-        tracing::warn!("shutdown deadline passed, closing remaining connections");
+        tracing::warn!(
+            open_connections = generation.open.load(std::sync::atomic::Ordering::Relaxed),
+            "drain deadline passed, closing remaining connections"
+        );
+        let _ = drain_tx.send(Drain::Abort);
     }
+}
+
+/// Every connection already queued on a socket about to close. The socket is
+/// taken out of the runtime and read until it has nothing more; when something
+/// else still holds it, only what the runtime already saw is taken.
+pub(crate) fn take_queued(listener: Arc<TcpListener>) -> Vec<(TcpStream, SocketAddr)> {
+    let mut out = Vec::new();
+    let listener = match Arc::try_unwrap(listener) {
+        Ok(l) => l,
+        Err(shared) => {
+            while let Some(Ok(a)) = shared.accept().now_or_never() {
+                out.push(a);
+            }
+            return out;
+        }
+    };
+    let Ok(std_listener) = listener.into_std() else {
+        return out;
+    };
+    loop {
+        match std_listener.accept() {
+            Ok((stream, peer)) => {
+                let stream = match stream.set_nonblocking(true) {
+                    Ok(()) => TcpStream::from_std(stream),
+                    Err(e) => Err(e),
+                };
+                if let Ok(stream) = stream {
+                    out.push((stream, peer));
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    out
 }
 
 /// The raw answer to a connection shed at the connection limit, made once at
 /// start-up: the gateway's `overloaded` error (R6 shape) with `Retry-After`.
-fn shed_response() -> Bytes {
+pub(crate) fn shed_response() -> Bytes {
     let cause = Cause::Overloaded;
     let body = ErrorResponse::new(cause).json();
     Bytes::from(format!(
@@ -348,7 +516,7 @@ fn shed_response() -> Bytes {
 
 /// Closes a shed connection after a best-effort write of `response`
 /// (non-blocking: a client that does not read it just sees the close).
-fn shed(stream: TcpStream, response: &[u8]) {
+pub(crate) fn shed(stream: TcpStream, response: &[u8]) {
     let _ = stream.try_write(response);
 }
 
@@ -475,14 +643,15 @@ async fn serve_connection<S, B>(
             builders.header_timeout,
             builders.send_timeout,
         ));
-        let limits = &svc.generation.limits;
+        let conn_state = svc.state.clone();
+        let limits = &conn_state.generation.limits;
         let (lifetime, max_requests, idle) = (
             limits.max_connection_lifetime,
             limits.max_requests_per_connection,
             limits.keepalive_timeout,
         );
+        let served = &conn_state.served;
         let state = Arc::new(H2State::default());
-        let served = svc.served.clone();
         let mut svc = svc;
         svc.h2 = Some(state.clone());
         // Boxed: HTTP/2's larger state lives on the heap, only for h2 connections.
@@ -526,7 +695,11 @@ async fn serve_connection<S, B>(
             Some(res) => res,
             None => {
                 conn.as_mut().graceful_shutdown();
-                conn.await
+                tokio::select! {
+                    res = conn.as_mut() => res,
+                    // Past the drain deadline: closed, streams or not.
+                    _ = drain.wait_for(|d| *d == Drain::Abort) => Ok(()),
+                }
             }
         }
     } else {
@@ -543,9 +716,8 @@ async fn serve_connection<S, B>(
         let conn = builders.h1.serve_connection(io, svc).with_upgrades();
         tokio::spawn(DriveH1 {
             conn,
-            drain: Some(Box::pin(async move {
-                let _ = drain.wait_for(|d| *d == Drain::Hard).await;
-            })),
+            drain: Box::pin(wait_drain(drain, Drain::Hard)),
+            shutting_down: false,
             peer,
         });
         return;
@@ -555,13 +727,24 @@ async fn serve_connection<S, B>(
     }
 }
 
+/// Resolves with the receiver once the drain reaches `level` (or its sender is
+/// gone, which is the end of the generation: treated as `Abort`).
+async fn wait_drain(mut drain: watch::Receiver<Drain>, level: Drain) -> watch::Receiver<Drain> {
+    let _ = drain.wait_for(|d| *d >= level).await;
+    drain
+}
+
+type DrainFuture = Pin<Box<dyn Future<Output = watch::Receiver<Drain>> + Send>>;
+
 pin_project_lite::pin_project! {
-    /// Drives an HTTP/1 connection to its end; once the drain signal fires, asks it
-    /// to finish the request in flight and close (idle connections close at once).
+    /// Drives an HTTP/1 connection to its end. On a hard drain it asks the
+    /// connection to finish the request in flight and close (an idle one closes
+    /// at once); past the drain deadline it drops the connection.
     struct DriveH1<C> {
         #[pin]
         conn: C,
-        drain: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+        drain: DrainFuture,
+        shutting_down: bool,
         peer: SocketAddr,
     }
 }
@@ -578,10 +761,20 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         let mut this = self.project();
-        if let Some(drain) = this.drain.as_mut() {
-            if drain.as_mut().poll(cx).is_ready() {
-                *this.drain = None;
+        if let std::task::Poll::Ready(rx) = this.drain.as_mut().poll(cx) {
+            let level = *rx.borrow();
+            if level == Drain::Abort || rx.has_changed().is_err() && level < Drain::Hard {
+                // Past the deadline (or the generation is gone): dropped.
+                return std::task::Poll::Ready(());
+            }
+            if !*this.shutting_down {
+                *this.shutting_down = true;
                 this.conn.as_mut().graceful_shutdown();
+            }
+            // Only now (a drain is rare) a second wait is allocated.
+            *this.drain = Box::pin(wait_drain(rx, Drain::Abort));
+            if this.drain.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
             }
         }
         match std::task::ready!(this.conn.poll(cx)) {
@@ -602,27 +795,35 @@ struct ConnService<S> {
     peer: SocketAddr,
     local: SocketAddr,
     inspector: SharedInspector,
-    generation: Arc<Generation>,
+    /// The connection's own counters and its generation.
+    state: Arc<ConnState>,
     // The connection's slot under `max_connections`: held by hyper's connection
     // (which owns this service) and by any tunnel the connection turns into.
-    slot: Arc<OwnedSemaphorePermit>,
-    /// Requests received on this connection so far.
-    served: Arc<std::sync::atomic::AtomicU64>,
-    opened: tokio::time::Instant,
+    slot: Arc<Slot>,
     /// HTTP/2 connections only: what ends an idle or used-up connection.
     h2: Option<Arc<H2State>>,
+}
+
+/// One connection's state. Its requests' futures hold it (not the generation
+/// shared by every connection, whose reference count would bounce between cores).
+struct ConnState {
+    generation: Arc<Generation>,
+    /// Requests received on this connection so far.
+    served: std::sync::atomic::AtomicU64,
+    opened: tokio::time::Instant,
 }
 
 /// What an HTTP/2 connection's service tells its driver.
 #[derive(Default)]
 struct H2State {
-    /// Streams whose response head is not sent yet.
+    /// Streams whose response is not finished yet (head waited for or body
+    /// being sent).
     open: std::sync::atomic::AtomicUsize,
     /// Woken at each request, for the per-connection request limit.
     request_seen: tokio::sync::Notify,
 }
 
-/// Counts an HTTP/2 stream as open until its response head is ready.
+/// Counts an HTTP/2 stream as open until its response body is done (dropped).
 struct OpenStream(Option<Arc<H2State>>);
 
 impl OpenStream {
@@ -643,8 +844,39 @@ impl Drop for OpenStream {
     }
 }
 
-type ConnFuture<B> =
-    Pin<Box<dyn Future<Output = Result<Response<Either<B, ErrorBody>>, Infallible>> + Send>>;
+pin_project_lite::pin_project! {
+    /// A response body that keeps its HTTP/2 stream counted as open (nothing for
+    /// HTTP/1).
+    struct Tracked<B> {
+        #[pin]
+        inner: B,
+        _open: OpenStream,
+    }
+}
+
+impl<B: Body> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+type ConnFuture<B> = Pin<
+    Box<dyn Future<Output = Result<Response<Either<Tracked<B>, ErrorBody>>, Infallible>> + Send>,
+>;
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
 where
@@ -655,7 +887,7 @@ where
     S::Future: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
 {
-    type Response = Response<Either<B, ErrorBody>>;
+    type Response = Response<Either<Tracked<B>, ErrorBody>>;
     type Error = Infallible;
     type Future = ConnFuture<B>;
 
@@ -674,7 +906,7 @@ where
             req.extensions_mut()
                 .insert(ConnectionSlot::new(self.slot.clone()));
         }
-        let limits = &self.generation.limits;
+        let limits = &self.state.generation.limits;
         if let Some(cause) = check_limits(&req, limits) {
             let res = ErrorResponse::for_request(cause, &req)
                 .build()
@@ -685,6 +917,7 @@ where
         // listener was handed over is closed after this response (HTTP/2 gets a
         // GOAWAY from its driver instead).
         let n = self
+            .state
             .served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             .saturating_add(1);
@@ -693,20 +926,21 @@ where
             && ((limits.max_requests_per_connection > 0
                 && n >= limits.max_requests_per_connection)
                 || (!limits.max_connection_lifetime.is_zero()
-                    && self.opened.elapsed() >= limits.max_connection_lifetime));
+                    && self.state.opened.elapsed() >= limits.max_connection_lifetime));
         let stack = self.stack.clone();
         let inspector = may_upgrade.then(|| self.inspector.clone());
         let open = OpenStream::new(self.h2.as_ref());
         // Read when the response is ready: a listener handed over while the
         // request was in flight closes the connection after it.
-        let generation = h1.then(|| self.generation.clone());
+        let conn = h1.then(|| self.state.clone());
         Box::pin(async move {
-            let _open = open;
             let mut res = stack.oneshot(req).await?;
-            let close = last
-                || generation
-                    .is_some_and(|g| g.draining.load(std::sync::atomic::Ordering::Relaxed))
-                || (h1
+            let close =
+                last || conn.is_some_and(|c| {
+                    c.generation
+                        .draining
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                }) || (h1
                     && res
                         .extensions()
                         .get::<portcullis_core::CloseConnection>()
@@ -723,7 +957,7 @@ where
                     inspector.stop();
                 }
             }
-            Ok(res.map(Either::Left))
+            Ok(res.map(|inner| Either::Left(Tracked { inner, _open: open })))
         })
     }
 }

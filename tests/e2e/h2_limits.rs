@@ -262,3 +262,31 @@ async fn stream_waiting_for_its_response_keeps_h2_connection_open() {
     .await;
     assert_eq!(count(&origin, "/slow/"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_sending_its_body_keeps_h2_connection_open() {
+    // The head comes at once, the body in 10 pieces over ~2.5 s: a stream whose
+    // body is still being sent is not idle, so no GOAWAY is sent meanwhile.
+    let origin = Origin::start(|_| Action::Drip {
+        head: b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n".to_vec(),
+        chunk: b"hello".to_vec(),
+        every: Duration::from_millis(250),
+        count: 10,
+    })
+    .await;
+    let gw = gateway(&origin, "keepalive_timeout = \"1s\"").await;
+    let mut c = h2_connect(&gw).await;
+    let (status, body) = h2_get(&mut c.send, "/stream/1")
+        .await
+        .unwrap_or_else(|e| panic!("/stream/1: {e}\nlogs:\n{}", gw.logs()));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), 50, "{body:?}");
+    // A GOAWAY during the body (at the 1 s or 2 s check) would make hyper's
+    // client refuse this one.
+    let res = h2_get(&mut c.send, "/stream/2").await;
+    assert!(
+        res.is_ok(),
+        "/stream/2 refused: a GOAWAY came while a body was being sent\nlogs:\n{}",
+        gw.logs()
+    );
+}

@@ -278,6 +278,7 @@ async fn reload_moves_listeners_and_old_connections_finish_then_close() {
     gw.rewrite_config(&v2);
     let res = reload(&gw).await;
     assert_eq!(res.status, 200, "{}\n{}", res.dump(), gw.logs());
+    gw.wait_log("config reloaded", 1).await;
     let proxies = logged_addrs(&gw, "proxy listening");
     assert_eq!(proxies.len(), 2, "{}", gw.logs());
     let new_addr = proxies[1];
@@ -379,6 +380,9 @@ async fn reload_of_listener_limits_keeps_the_socket_and_refuses_a_bind_failure()
     gw.rewrite_config(&v2);
     let res = reload(&gw).await;
     assert_eq!(res.status, 200, "{}", res.dump());
+    // "config reloaded" is logged after everything the reload logs: once it is
+    // there, a second "proxy listening" would be too.
+    gw.wait_log("config reloaded", 1).await;
     assert_eq!(logged_addrs(&gw, "proxy listening"), vec![gw.addr]);
     let many =
         b"GET /fast/3 HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\n\r\n";
@@ -392,4 +396,112 @@ async fn reload_of_listener_limits_keeps_the_socket_and_refuses_a_bind_failure()
     assert_eq!(res.head.get("connection"), Some("close"));
     assert!(old.closed().await);
     drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_bounds_old_and_new_generations_together() {
+    let fast = named_origin("fast").await;
+    let state = TempDir::new();
+    let v1 = format!(
+        "{}{}{}",
+        head(&state).replacen(
+            "\n\n",
+            "\nmax_connections = 3\nconnection_wait = \"50ms\"\n\n",
+            1
+        ),
+        service("fast", &fast.url()),
+        route("/fast/", "fast")
+    );
+    let gw = Gateway::run_file_with_env(
+        TempDir::new(),
+        &v1,
+        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    // Two keep-alive connections of the first generation stay open (idle).
+    let mut old = Vec::new();
+    for i in 0..2 {
+        let mut c = Client::connect(gw.addr).await;
+        c.send(&get(&format!("/fast/old-{i}"))).await;
+        assert_eq!(c.response().await.status, 200);
+        old.push(c);
+    }
+    // A reload starts a second generation on the same socket.
+    gw.rewrite_config(&v1.replace("connection_wait = \"50ms\"", "connection_wait = \"60ms\""));
+    let res = reload(&gw).await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    // One slot is left of the listener's three: the first new connection is
+    // served, the second shed with 503 overloaded.
+    let mut first = Client::connect(gw.addr).await;
+    first.send(&get("/fast/new-1")).await;
+    assert_eq!(first.response().await.status, 200);
+    let mut second = Client::connect(gw.addr).await;
+    second.send(&get("/fast/new-2")).await;
+    let res = second.response().await;
+    assert_eq!(res.status, 503, "{}", res.dump());
+    assert_eq!(res.cause(), Some("overloaded"), "{}", res.dump());
+    // An old connection ending gives its slot back to the listener.
+    drop(old.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut c = Client::connect(gw.addr).await;
+        c.send(&get("/fast/new-3")).await;
+        if c.try_response_to("GET")
+            .await
+            .is_ok_and(|r| r.status == 200)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no slot came back\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_queued_on_a_moved_listener_are_answered_not_reset() {
+    let fast = named_origin("fast").await;
+    let state = TempDir::new();
+    // One connection at a time, and a long wait for a slot: a second client
+    // stays queued in the kernel's backlog of the listening socket.
+    let v1 = format!(
+        "{}{}{}",
+        head(&state).replacen(
+            "\n\n",
+            "\nmax_connections = 1\nconnection_wait = \"30s\"\n\n",
+            1
+        ),
+        service("fast", &fast.url()),
+        route("/fast/", "fast")
+    );
+    let gw = Gateway::run_file_with_env(
+        TempDir::new(),
+        &v1,
+        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    let mut holder = Client::connect(gw.addr).await;
+    holder.send(&get("/fast/holder")).await;
+    assert_eq!(holder.response().await.status, 200);
+    let mut queued = Client::connect(gw.addr).await;
+    queued.send(&get("/fast/queued")).await;
+
+    // The listener moves; its socket closes once the queued connection is taken
+    // off it. With no slot free it is shed with the gateway's answer — not reset.
+    gw.rewrite_config(&v1.replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.5:0\"\n",
+        1,
+    ));
+    let res = reload(&gw).await;
+    assert_eq!(res.status, 200, "{}", res.dump());
+    let res = queued
+        .try_response_to("GET")
+        .await
+        .unwrap_or_else(|e| panic!("the queued connection got no answer: {e}\n{}", gw.logs()));
+    assert_eq!(res.status, 503, "{}", res.dump());
+    assert_eq!(res.cause(), Some("overloaded"), "{}", res.dump());
 }

@@ -1,8 +1,8 @@
 //! Per-upstream semaphores: the connection cap and the in-flight request cap.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
+use dashmap::DashMap;
 use tokio::sync::Semaphore;
 
 /// Entries kept before unused ones are dropped: upstreams come and go with
@@ -10,43 +10,42 @@ use tokio::sync::Semaphore;
 /// ever seen.
 const PRUNE_ABOVE: usize = 1024;
 
-/// One semaphore of `permits` per upstream authority, made on first use.
+/// One semaphore of `permits` per upstream authority, made on first use. A
+/// sharded map: the in-flight cap looks it up on every request.
 #[derive(Debug)]
 pub(crate) struct PerUpstream {
     permits: usize,
-    map: Mutex<HashMap<String, Arc<Semaphore>>>,
+    map: DashMap<String, Arc<Semaphore>>,
 }
 
 impl PerUpstream {
     pub(crate) fn new(permits: usize) -> Self {
         Self {
             permits,
-            map: Mutex::new(HashMap::new()),
+            map: DashMap::new(),
         }
     }
 
     /// The semaphore of `authority`.
     pub(crate) fn get(&self, authority: &str) -> Arc<Semaphore> {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = map.get(authority) {
+        if let Some(s) = self.map.get(authority) {
             return s.clone();
         }
-        if map.len() >= PRUNE_ABOVE {
+        if self.map.len() >= PRUNE_ABOVE {
             // Only semaphores nobody holds a permit of (or a handle to) go.
             let permits = self.permits;
-            map.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < permits);
+            self.map
+                .retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < permits);
         }
-        let s = Arc::new(Semaphore::new(self.permits));
-        map.insert(authority.to_owned(), s.clone());
-        s
+        self.map
+            .entry(authority.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.permits)))
+            .clone()
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.map.len()
     }
 }
 

@@ -33,7 +33,9 @@ pub struct ProxyConfig {
     /// (Envoy's `max_requests` circuit breaker). 0 = no cap of its own: with
     /// HTTP/1.1 upstreams every request in flight holds a connection, so
     /// `max_connections_per_upstream` bounds them already; set this lower to shed
-    /// load early instead of queueing for a connection. Default: 0.
+    /// load early instead of queueing for a connection. An upgraded (WebSocket)
+    /// exchange gives its slot back once the 101 is sent: tunnels are bounded by
+    /// the listener's connection cap instead. Default: 0.
     pub max_requests_per_upstream: usize,
     /// How long a request waits for a connection slot when the cap is reached,
     /// before it is answered 503 `upstream_overloaded`. Default: 1s.

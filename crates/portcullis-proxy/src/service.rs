@@ -478,10 +478,18 @@ where
             metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "no_endpoint", "reason" => reason).increment(1);
             break sent;
         };
-        // The next endpoint's in-flight cap counts the retry too.
-        let Ok(next_in_flight) = client.inner.in_flight(&next.upstream) else {
-            metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "overloaded", "reason" => reason).increment(1);
-            break sent;
+        // The next endpoint's in-flight cap counts the retry too (the same
+        // upstream keeps the slot this request holds).
+        let next_in_flight = if next.upstream.authority == upstream.authority {
+            None
+        } else {
+            match client.inner.in_flight(&next.upstream) {
+                Ok(p) => Some(p),
+                Err(()) => {
+                    metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "overloaded", "reason" => reason).increment(1);
+                    break sent;
+                }
+            }
         };
         if !retry.budget.withdraw() {
             metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "budget_exhausted", "reason" => reason).increment(1);
@@ -503,7 +511,9 @@ where
         // The failed try's response (if any) is dropped here, unread: nothing of
         // it reached the client, and its connection is closed, not pooled.
         drop(sent);
-        in_flight = next_in_flight;
+        if let Some(p) = next_in_flight {
+            in_flight = p;
+        }
         attempts += 1;
         header_deadline = next_deadline;
         picked = next;

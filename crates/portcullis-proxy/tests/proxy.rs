@@ -621,6 +621,38 @@ async fn in_flight_cap_answers_503_at_once_and_counts_response_bodies() {
 }
 
 #[tokio::test]
+async fn a_retry_on_the_same_upstream_keeps_its_in_flight_slot() {
+    // One upstream, an in-flight cap of 1: the retry of a 503 goes to the same
+    // upstream, which must not need a second slot.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let mut origin = RawOrigin::start(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::Send(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\ndown".to_vec(),
+            )
+        } else {
+            Reply::Send(ok_response("ok"))
+        }
+    })
+    .await;
+    let config = ProxyConfig {
+        max_requests_per_upstream: 1,
+        ..ProxyConfig::default()
+    };
+    let policy = portcullis_proxy::RetryPolicy {
+        on: vec![portcullis_proxy::RetryOn::GatewayError],
+        attempts: Some(1),
+    };
+    let proxy = proxy_to(origin.upstream(), config).retry(&policy);
+    let res = call(&proxy, get("/again")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_string(res).await, "ok");
+    assert_eq!(origin.next_head().await.1, origin.next_head().await.1);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn upstream_dying_mid_body_fails_the_response_body() {
     let mut origin = RawOrigin::start(|_| {
         Reply::SendThenClose(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc".to_vec())

@@ -111,6 +111,32 @@ impl Gateway {
         self.logs.lock().expect("logs").join("\n")
     }
 
+    /// The JSON log lines whose `message` is `message`, once there are at least
+    /// `n` of them (the log is read in the background: a line logged before a
+    /// response may arrive after it). Panics after a few seconds.
+    pub(crate) async fn wait_log(&self, message: &str, n: usize) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let found: Vec<serde_json::Value> = self
+                .logs()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["message"] == message)
+                .collect();
+            if found.len() >= n {
+                return found;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "{} of {n} {message:?} log lines after 10 s:\n{}",
+                    found.len(),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Peak resident set size (`VmHWM`) in KiB.
     pub(crate) fn peak_rss_kib(&self) -> u64 {
         let status =
