@@ -349,6 +349,9 @@ pub enum FilterConfig {
     Timeout(#[serde(with = "duration_str")] Duration),
     /// The whole exchange with the upstream on this route, response body included.
     RequestTimeout(#[serde(with = "duration_str")] Duration),
+    /// Connecting to an upstream for this route (504 past it); overrides
+    /// `[proxy] connect_timeout`.
+    ConnectTimeout(#[serde(with = "duration_str")] Duration),
     /// Before: count the request against these `[[rate_limits]]` (in order; the
     /// first listed counts first); 429 `rate_limited` past one.
     RateLimit(LimitNames),
@@ -370,6 +373,7 @@ impl FilterConfig {
             FilterConfig::LengthRequired(_) => "length_required",
             FilterConfig::Timeout(_) => "timeout",
             FilterConfig::RequestTimeout(_) => "request_timeout",
+            FilterConfig::ConnectTimeout(_) => "connect_timeout",
             FilterConfig::Retry(_) => "retry",
             FilterConfig::RateLimit(_) => "rate_limit",
         }
@@ -867,7 +871,7 @@ impl Config {
                     }
                 }
                 FilterConfig::BodyLimit(0) => bad("must be greater than 0".into()),
-                FilterConfig::Timeout(d) if d.is_zero() => {
+                FilterConfig::Timeout(d) | FilterConfig::ConnectTimeout(d) if d.is_zero() => {
                     bad("must be greater than 0s".into());
                 }
                 FilterConfig::RateLimit(names) => {

@@ -740,6 +740,7 @@ fn route_chain(
         match f.get_ref() {
             FilterConfig::Timeout(d) => proxy = proxy.response_header_timeout(*d),
             FilterConfig::RequestTimeout(d) => proxy = proxy.request_timeout(*d),
+            FilterConfig::ConnectTimeout(d) => proxy = proxy.connect_timeout(*d),
             FilterConfig::Retry(policy) => proxy = proxy.retry(policy),
             FilterConfig::DenyHeaders(names) => deny.extend(names.iter().cloned()),
             FilterConfig::BodyLimit(max) => limit = Some(limit.map_or(*max, |l| l.min(*max))),

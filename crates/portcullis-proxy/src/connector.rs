@@ -16,7 +16,15 @@ use tokio::sync::OwnedSemaphorePermit;
 use tower_service::Service;
 
 use crate::caps::PerUpstream;
-use crate::error::{BoxError, UpstreamOverloaded};
+use crate::error::{BoxError, UpstreamOverloaded, UpstreamTimedOut};
+
+tokio::task_local! {
+    /// A route's connect timeout, set around the request whose connection this
+    /// is: the connector reads it when it starts connecting (which happens
+    /// within that request's future; a connection started later, for the pool,
+    /// gets the client's own timeout).
+    pub(crate) static CONNECT_TIMEOUT: Duration;
+}
 
 /// Connects to upstreams, holding one slot of the upstream's connection cap for
 /// as long as each connection lives.
@@ -29,6 +37,8 @@ pub(crate) struct CappedConnector {
 #[derive(Debug)]
 struct Caps {
     wait: Duration,
+    /// The client's connect timeout, unless a route set its own.
+    connect_timeout: Duration,
     // Keyed by upstream authorities (never client data).
     per_upstream: PerUpstream,
 }
@@ -46,11 +56,17 @@ pin_project_lite::pin_project! {
 // === impl CappedConnector ===
 
 impl CappedConnector {
-    pub(crate) fn new(http: HttpConnector, per_upstream: usize, wait: Duration) -> Self {
+    pub(crate) fn new(
+        http: HttpConnector,
+        per_upstream: usize,
+        wait: Duration,
+        connect_timeout: Duration,
+    ) -> Self {
         Self {
             http,
             caps: Arc::new(Caps {
                 wait,
+                connect_timeout,
                 per_upstream: PerUpstream::new(per_upstream),
             }),
         }
@@ -72,6 +88,9 @@ impl Service<Uri> for CappedConnector {
             .per_upstream
             .get(dst.authority().map_or("", |a| a.as_str()));
         let wait = self.caps.wait;
+        let connect_timeout = CONNECT_TIMEOUT
+            .try_with(|d| *d)
+            .unwrap_or(self.caps.connect_timeout);
         let mut http = self.http.clone();
         Box::pin(async move {
             let permit = match sem.clone().try_acquire_owned() {
@@ -81,7 +100,10 @@ impl Service<Uri> for CappedConnector {
                     _ => return Err(Box::new(UpstreamOverloaded::new()) as BoxError),
                 },
             };
-            let io = http.call(dst).await?;
+            let io = match tokio::time::timeout(connect_timeout, http.call(dst)).await {
+                Ok(io) => io?,
+                Err(_) => return Err(Box::new(UpstreamTimedOut::new("connect")) as BoxError),
+            };
             Ok(CappedIo {
                 io,
                 _permit: permit,

@@ -112,6 +112,7 @@ impl Balance for RoundRobin {
 /// Per-proxy overrides of the client's timeouts (a route's own timeouts).
 #[derive(Clone, Copy, Debug, Default)]
 struct Timeouts {
+    connect: Option<Duration>,
     response_header: Option<Duration>,
     request: Option<Duration>,
 }
@@ -130,13 +131,15 @@ impl ProxyClient {
         config.validate()?;
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
+        // The connect timeout is the connector's (a route may set its own).
+        http.set_connect_timeout(None);
         http.set_keepalive(Some(std::time::Duration::from_secs(60)));
         http.enforce_http(true);
         let connector = CappedConnector::new(
             http,
             config.max_connections_per_upstream,
             config.connection_wait_timeout,
+            config.connect_timeout,
         );
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -262,6 +265,15 @@ impl Proxy {
     #[must_use]
     pub fn response_header_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.response_header = Some(timeout);
+        self
+    }
+
+    /// Overrides the client's `connect_timeout` for connections opened for
+    /// requests through this proxy (pooled connections are reused whatever
+    /// timeout opened them).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.connect = Some(timeout);
         self
     }
 
@@ -431,9 +443,17 @@ where
         overall.map_or(d, |o| o.min(d))
     };
     let res = loop {
-        let sent =
-            tokio::time::timeout_at(header_deadline, client.inner.client.request(upstream_req))
-                .await;
+        let request = client.inner.client.request(upstream_req);
+        let sent = match timeouts.connect {
+            None => tokio::time::timeout_at(header_deadline, request).await,
+            Some(d) => {
+                tokio::time::timeout_at(
+                    header_deadline,
+                    crate::connector::CONNECT_TIMEOUT.scope(d, request),
+                )
+                .await
+            }
+        };
         let Some(parts) = &again else {
             break sent;
         };

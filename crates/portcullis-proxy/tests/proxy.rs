@@ -652,6 +652,53 @@ async fn a_retry_on_the_same_upstream_keeps_its_in_flight_slot() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
+/// An upstream whose connects hang: a listener that never accepts, its backlog
+/// filled, so the kernel drops further SYNs. Returns the listener and the
+/// connections that fill it (keep both alive).
+async fn unconnectable() -> (tokio::net::TcpListener, Vec<TcpStream>, Upstream) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(1).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let mut fill = Vec::new();
+    // A connect that does not finish at once means the backlog is full.
+    for _ in 0..16 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => fill.push(s),
+            _ => break,
+        }
+    }
+    let upstream = Upstream::parse(&format!("http://{addr}")).expect("upstream");
+    (listener, fill, upstream)
+}
+
+#[tokio::test]
+async fn a_route_connect_timeout_overrides_the_clients() {
+    let (_listener, _fill, upstream) = unconnectable().await;
+    // The client's own connect timeout would hold the request far longer than
+    // the test waits (`call` gives up after a few seconds): the route's 200 ms
+    // must apply.
+    let config = ProxyConfig {
+        connect_timeout: Duration::from_secs(60),
+        ..ProxyConfig::default()
+    };
+    let proxy = proxy_to(upstream.clone(), config).connect_timeout(Duration::from_millis(200));
+    let res = call(&proxy, get("/slow-connect")).await;
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(res.headers()["portcullis-error"], "upstream_timeout");
+
+    // Without the override, the client's (short) one applies.
+    let config = ProxyConfig {
+        connect_timeout: Duration::from_millis(200),
+        ..ProxyConfig::default()
+    };
+    let res = call(&proxy_to(upstream, config), get("/slow-connect")).await;
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(res.headers()["portcullis-error"], "upstream_timeout");
+}
+
 #[tokio::test]
 async fn upstream_dying_mid_body_fails_the_response_body() {
     let mut origin = RawOrigin::start(|_| {
