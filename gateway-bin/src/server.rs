@@ -448,6 +448,10 @@ async fn run_generation<S, B>(
             "shutting down, draining in-flight requests"
         );
     }
+    // Responses still to come say `Connection: close` (hyper closes after them).
+    generation
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = drain_tx.send(Drain::Hard);
     if tokio::time::timeout(limits.shutdown_timeout, generation.all_closed())
         .await

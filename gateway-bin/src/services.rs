@@ -26,9 +26,15 @@ struct Ep {
 pub struct ServiceBalance {
     balancer: AnyBalancer<Ep>,
     checker: Arc<HealthChecker>,
+    /// How many endpoints it balances over.
+    endpoints: usize,
 }
 
 impl Balance for ServiceBalance {
+    fn may_pick_another(&self) -> bool {
+        self.endpoints > 1
+    }
+
     fn pick(&self) -> Option<Picked> {
         let pick = self.balancer.pick(&|e: &Ep| e.status.is_available())?;
         let guard = pick.guard;
@@ -209,12 +215,13 @@ impl Services {
             rt.endpoints.remove(&id);
             rt.checker.remove(&id);
         }
-        let list = rt
+        let list: Vec<(Ep, u32)> = rt
             .endpoints
             .values()
             .map(|(k, e)| (e.clone(), k.weight))
             .collect();
         Some(Arc::new(ServiceBalance {
+            endpoints: list.len(),
             balancer: AnyBalancer::new(balancer, list),
             checker: rt.checker.clone(),
         }))

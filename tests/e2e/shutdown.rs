@@ -28,6 +28,9 @@ async fn sigterm_drains_the_in_flight_request_then_exits_zero() {
     assert_eq!(res.status, 200, "{}\nlogs:\n{}", res.dump(), gw.logs());
     assert_eq!(res.body.text(), "finished");
     assert!(res.body.complete);
+    // The client is told the connection closes after it.
+    assert_eq!(res.head.get("connection"), Some("close"), "{}", res.dump());
+    assert!(c.closed().await);
     let status = gw.wait_exit(Duration::from_secs(15)).await;
     assert!(
         status.success(),

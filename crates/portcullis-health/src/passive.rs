@@ -77,9 +77,22 @@ impl PassiveHealth {
     /// Records one live outcome; returns `true` when it ejected the endpoint.
     /// Unknown endpoints are ignored.
     pub fn record(&self, endpoint: &str, outcome: Outcome) -> bool {
-        let now = Instant::now();
         let id = endpoint;
         let mut endpoints = self.lock();
+        // The common case, on every request: a success on an endpoint with no
+        // failure to reset and no ejection to expire costs a lookup, nothing more.
+        match endpoints.get(endpoint) {
+            None => return false,
+            Some(e)
+                if outcome == Outcome::Success
+                    && e.consecutive == 0
+                    && e.status.ejected_until_raw() == 0 =>
+            {
+                return false;
+            }
+            Some(_) => {}
+        }
+        let now = Instant::now();
         let total = endpoints.len();
         let ejected = endpoints
             .values()

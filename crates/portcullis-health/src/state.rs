@@ -249,6 +249,12 @@ impl EndpointStatus {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The raw ejection deadline: 0 when never ejected or the last ejection was
+    /// cleared.
+    pub(crate) fn ejected_until_raw(&self) -> u64 {
+        self.inner.ejected_until.load(Ordering::Acquire)
+    }
+
     pub(crate) fn is_ejected_at(&self, now: Instant) -> bool {
         let until = self.inner.ejected_until.load(Ordering::Acquire);
         if until == 0 {
