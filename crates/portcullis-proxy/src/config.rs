@@ -60,7 +60,8 @@ pub struct ProxyConfig {
     /// At most 10. Default: 2.
     pub retries: u32,
     /// Retries allowed as a share of requests, in percent (plus a reserve of 10),
-    /// so that retries cannot multiply an outage. Default: 20.
+    /// so that retries cannot multiply an outage. Retries after a connect
+    /// failure (no work done upstream) do not spend it. Default: 20.
     pub retry_budget_percent: u32,
 }
 

@@ -58,7 +58,8 @@
 //!   could not be connected to goes to the next pick; a route's [`RetryPolicy`]
 //!   ([`Proxy::retry`]) adds 5xx, timeouts and resets for idempotent methods
 //!   without a body. Never after response bytes reached the client, never with a
-//!   body, and within a retry budget.
+//!   body, and within a retry budget (which connect failures, no work done
+//!   upstream, do not spend).
 //! - **Upgrades (R15).** A request that still carries `Upgrade` (put a hop-by-hop
 //!   layer in front: it keeps `Upgrade` only on real upgrades) is tunnelled as raw
 //!   bytes once the upstream answered 101; the server does not read past the

@@ -511,7 +511,10 @@ where
                 }
             }
         };
-        if !retry.budget.withdraw() {
+        // A connection that could not be made did no work on the upstream: its
+        // retry adds no load there, so it is bounded by the attempts only (as
+        // nginx's `proxy_next_upstream error`). Every other retry spends budget.
+        if failure != Failure::Connect && !retry.budget.withdraw() {
             metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "budget_exhausted", "reason" => reason).increment(1);
             break sent;
         }
