@@ -93,11 +93,13 @@ pub const ADMIN_MAX_CONNECTIONS: usize = 256;
 /// header read timeout (axum's own `serve` has none), at most
 /// [`ADMIN_MAX_CONNECTIONS`] connections at once.
 pub async fn serve(listener: TcpListener, app: Router) {
+    // Kept alive for as long as it serves: a dropped sender reads as "stop".
+    let (_stop, stop) = tokio::sync::watch::channel(false);
     serve_with(
         listener,
         app,
         Arc::new(tokio::sync::Semaphore::new(ADMIN_MAX_CONNECTIONS)),
-        tokio::sync::watch::channel(false).1,
+        stop,
     )
     .await;
 }
@@ -141,9 +143,7 @@ async fn serve_with(
             }
         }
     }
-    for (stream, peer) in crate::server::take_queued(Arc::new(listener)) {
-        serve_one(stream, peer);
-    }
+    crate::server::take_queued(Arc::new(listener), ADMIN_MAX_CONNECTIONS, serve_one);
 }
 
 /// The admin listener, which a reload may move: [`AdminServer::rebind`] starts

@@ -246,6 +246,10 @@ pub struct ServerConfig {
     pub server_timing: bool,
 }
 
+/// The largest `server.max_connections` (far beyond what one process's file
+/// handles allow; keeps the connection pool's arithmetic small).
+pub const MAX_CONNECTIONS: usize = 10_000_000;
+
 /// `[[services]]`: a named set of upstream endpoints.
 #[derive(Deserialize, Serialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
@@ -531,8 +535,11 @@ impl Config {
                 ),
             );
         }
-        if s.max_connections == 0 {
-            at(0..0, "server.max_connections must be greater than 0".into());
+        if s.max_connections == 0 || s.max_connections > MAX_CONNECTIONS {
+            at(
+                0..0,
+                format!("server.max_connections must be between 1 and {MAX_CONNECTIONS}"),
+            );
         }
         if s.client_body_timeout.is_zero() {
             at(

@@ -242,11 +242,15 @@ pub async fn resolve_urls<'a>(
         if authority.parse::<SocketAddr>().is_ok() || out.contains_key(authority) {
             continue;
         }
+        // IPv4 first when a name has both (as `localhost` usually does).
         let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(authority))
             .await
             .ok()
             .and_then(Result::ok)
-            .and_then(|mut addrs| addrs.next());
+            .and_then(|addrs| {
+                let all: Vec<SocketAddr> = addrs.collect();
+                all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
+            });
         if let Some(addr) = found {
             out.insert(authority.to_owned(), addr);
         }

@@ -236,7 +236,8 @@ impl Frontend {
     pub async fn shutdown(&self) {
         let tasks = {
             let mut state = self.state();
-            let _ = self.shutdown.send(true);
+            // `send_replace`: stored even before any generation subscribed.
+            self.shutdown.send_replace(true);
             state.current = None;
             std::mem::take(&mut state.tasks)
         };
@@ -411,9 +412,10 @@ async fn run_generation<S, B>(
         if retiring {
             // Closing the socket would reset the connections the kernel already
             // queued on it: they are taken first.
-            for (stream, peer) in take_queued(listener) {
-                accept_one(stream, peer, None);
-            }
+            // At most a listen backlog's worth (Linux's default somaxconn).
+            take_queued(listener, 4096, |stream, peer| {
+                accept_one(stream, peer, None)
+            });
         } else {
             drop(listener);
         }
@@ -465,32 +467,42 @@ async fn run_generation<S, B>(
     }
 }
 
-/// Every connection already queued on a socket about to close. The socket is
-/// taken out of the runtime and read until it has nothing more; when something
-/// else still holds it, only what the runtime already saw is taken.
-pub(crate) fn take_queued(listener: Arc<TcpListener>) -> Vec<(TcpStream, SocketAddr)> {
-    let mut out = Vec::new();
+/// Hands `take` every connection already queued on a socket about to close, at
+/// most `max` of them (the socket still listens: under a steady stream of new
+/// connections this must end). The socket is taken out of the runtime and read
+/// until it has nothing more; when something else still holds it, only what
+/// the runtime already saw is taken.
+pub(crate) fn take_queued(
+    listener: Arc<TcpListener>,
+    max: usize,
+    mut take: impl FnMut(TcpStream, SocketAddr),
+) {
     let listener = match Arc::try_unwrap(listener) {
         Ok(l) => l,
         Err(shared) => {
-            while let Some(Ok(a)) = shared.accept().now_or_never() {
-                out.push(a);
+            for _ in 0..max {
+                match shared.accept().now_or_never() {
+                    Some(Ok((stream, peer))) => take(stream, peer),
+                    _ => break,
+                }
             }
-            return out;
+            return;
         }
     };
     let Ok(std_listener) = listener.into_std() else {
-        return out;
+        return;
     };
-    loop {
+    let mut taken = 0;
+    while taken < max {
         match std_listener.accept() {
             Ok((stream, peer)) => {
+                taken += 1;
                 let stream = match stream.set_nonblocking(true) {
                     Ok(()) => TcpStream::from_std(stream),
                     Err(e) => Err(e),
                 };
                 if let Ok(stream) = stream {
-                    out.push((stream, peer));
+                    take(stream, peer);
                 }
             }
             Err(e)
@@ -501,7 +513,6 @@ pub(crate) fn take_queued(listener: Arc<TcpListener>) -> Vec<(TcpStream, SocketA
             Err(_) => break,
         }
     }
-    out
 }
 
 /// The raw answer to a connection shed at the connection limit, made once at
@@ -520,8 +531,26 @@ pub(crate) fn shed_response() -> Bytes {
 
 /// Closes a shed connection after a best-effort write of `response`
 /// (non-blocking: a client that does not read it just sees the close).
+///
+/// What the client already sent is read first (a bounded amount, without
+/// waiting): closing a socket with unread bytes makes the kernel reset the
+/// connection, and a reset can destroy the answer before the client reads it.
+/// The socket is used through std (plain non-blocking syscalls): a socket the
+/// runtime has only just registered may not look ready to it yet.
 pub(crate) fn shed(stream: TcpStream, response: &[u8]) {
-    let _ = stream.try_write(response);
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = stream.into_std() else {
+        return;
+    };
+    let _ = s.write(response);
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    let _ = s.shutdown(std::net::Shutdown::Write);
 }
 
 /// hyper's default read buffer limit: 8 KiB plus 100 × 4 KiB.
@@ -688,8 +717,24 @@ async fn serve_connection<S, B>(
                 seen = now;
             }
         };
+        // A client that stops reading a stream (never opens its flow-control
+        // window) leaves its response, and the upstream exchange behind it,
+        // waiting for ever: past `send_timeout` the connection is closed, as a
+        // blocked write closes an HTTP/1.1 one.
+        let send_timeout = builders.send_timeout;
+        let stalled = async {
+            loop {
+                tokio::time::sleep(send_timeout / 2).await;
+                if state.stalled(conn_state.opened, send_timeout) {
+                    tracing::debug!(peer_addr = %peer, "HTTP/2 client stopped reading a stream; closing the connection");
+                    return;
+                }
+            }
+        };
+        tokio::pin!(stalled);
         let done = tokio::select! {
             res = conn.as_mut() => Some(res),
+            () = stalled.as_mut() => return,
             _ = drain.wait_for(|d| *d != Drain::Run) => None,
             () = lifetime => None,
             () = used_up => None,
@@ -701,6 +746,7 @@ async fn serve_connection<S, B>(
                 conn.as_mut().graceful_shutdown();
                 tokio::select! {
                     res = conn.as_mut() => res,
+                    () = stalled => return,
                     // Past the drain deadline: closed, streams or not.
                     _ = drain.wait_for(|d| *d == Drain::Abort) => Ok(()),
                 }
@@ -825,6 +871,47 @@ struct H2State {
     open: std::sync::atomic::AtomicUsize,
     /// Woken at each request, for the per-connection request limit.
     request_seen: tokio::sync::Notify,
+    /// The response bodies being sent, each with when it last handed hyper a
+    /// frame that hyper has not come back for.
+    bodies: std::sync::Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicU64>>>,
+}
+
+impl H2State {
+    /// A clock for a new response body.
+    fn body_clock(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        let clock = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut bodies = self
+            .bodies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        bodies.retain(|w| w.strong_count() > 0);
+        bodies.push(Arc::downgrade(&clock));
+        clock
+    }
+
+    /// Whether a body has waited `limit` for hyper to take its next frame (the
+    /// client's flow-control window stays shut). Times are milliseconds since
+    /// `base`, plus one.
+    fn stalled(&self, base: tokio::time::Instant, limit: Duration) -> bool {
+        let now = millis_since(base);
+        let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let mut bodies = self
+            .bodies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        bodies.retain(|w| w.strong_count() > 0);
+        bodies.iter().filter_map(std::sync::Weak::upgrade).any(|c| {
+            let since = c.load(std::sync::atomic::Ordering::Relaxed);
+            since != 0 && now.saturating_sub(since) >= limit
+        })
+    }
+}
+
+/// Milliseconds since `base`, plus one (0 stays "not waiting").
+fn millis_since(base: tokio::time::Instant) -> u64 {
+    u64::try_from(base.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
 }
 
 /// Counts an HTTP/2 stream as open until its response body is done (dropped).
@@ -849,12 +936,14 @@ impl Drop for OpenStream {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that keeps its HTTP/2 stream counted as open (nothing for
-    /// HTTP/1).
+    /// A response body that keeps its HTTP/2 stream counted as open, and notes
+    /// when it handed hyper a frame that hyper has not come back for (nothing
+    /// for HTTP/1).
     struct Tracked<B> {
         #[pin]
         inner: B,
         _open: OpenStream,
+        clock: Option<(Arc<std::sync::atomic::AtomicU64>, tokio::time::Instant)>,
     }
 }
 
@@ -866,7 +955,17 @@ impl<B: Body> Body for Tracked<B> {
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        let Some((clock, base)) = this.clock else {
+            return this.inner.poll_frame(cx);
+        };
+        // Polled again: hyper took the last frame.
+        clock.store(0, std::sync::atomic::Ordering::Relaxed);
+        let polled = this.inner.poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(_))) = &polled {
+            clock.store(millis_since(*base), std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -937,6 +1036,8 @@ where
         // Read when the response is ready: a listener handed over while the
         // request was in flight closes the connection after it.
         let conn = h1.then(|| self.state.clone());
+        let h2 = self.h2.clone();
+        let opened = self.state.opened;
         Box::pin(async move {
             let mut res = stack.oneshot(req).await?;
             let close =
@@ -961,7 +1062,14 @@ where
                     inspector.stop();
                 }
             }
-            Ok(res.map(|inner| Either::Left(Tracked { inner, _open: open })))
+            let clock = h2.map(|s| (s.body_clock(), opened));
+            Ok(res.map(|inner| {
+                Either::Left(Tracked {
+                    inner,
+                    _open: open,
+                    clock,
+                })
+            }))
         })
     }
 }

@@ -41,6 +41,12 @@ impl Balance for ServiceBalance {
         let ep = pick.endpoint;
         let checker = self.checker.clone();
         Some(Picked::new(ep.upstream.clone()).on_outcome(move |outcome| {
+            if outcome == Outcome::Overloaded {
+                // The gateway's own cap, not the endpoint: neither a failure
+                // for the balancer's penalty nor for passive health.
+                guard.record_outcome(true);
+                return;
+            }
             guard.record_outcome(outcome == Outcome::Success);
             let passive = match outcome {
                 Outcome::Success => portcullis_health::Outcome::Success,
@@ -59,8 +65,9 @@ impl Balance for ServiceBalance {
 struct EpKey {
     url: String,
     weight: u32,
-    /// Where it was probed (a host name resolved anew restarts its checks).
-    probed: Option<SocketAddr>,
+    /// Whether it has a probe (a host name that did not resolve has none until
+    /// it does; its probe then looks the name up again each time).
+    probed: bool,
 }
 
 /// One endpoint to apply: its id, URL and weight.
@@ -181,9 +188,14 @@ impl Services {
             let key = EpKey {
                 url: url.to_owned(),
                 weight,
-                probed: target.as_ref().map(|(addr, _)| *addr),
+                probed: target.is_some() && rt.checker.has_active_checks(),
             };
-            if rt.endpoints.get(id).is_some_and(|(k, _)| *k == key) {
+            // Unchanged: it keeps its health, and its probe (which follows its
+            // name's address by itself) — also when the name did not resolve
+            // this time.
+            if rt.endpoints.get(id).is_some_and(|(k, _)| {
+                k.url == key.url && k.weight == key.weight && (k.probed || !key.probed)
+            }) {
                 continue;
             }
             let status = match target {

@@ -290,3 +290,73 @@ async fn stream_sending_its_body_keeps_h2_connection_open() {
         gw.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_a_stream_is_closed_at_send_timeout() {
+    // 16 MiB in 32 KiB pieces: far more than the client's 64 KiB stream window,
+    // which it never opens again (it does not read the body), and than the
+    // socket buffers between the origin and the gateway.
+    let origin = Origin::start(|_| Action::Drip {
+        head: format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            512 * 32 * 1024
+        )
+        .into_bytes(),
+        chunk: vec![b'x'; 32 * 1024],
+        every: Duration::from_millis(2),
+        count: 512,
+    })
+    .await;
+    let gw = gateway(&origin, "send_timeout = \"1s\"").await;
+    // hyper's client opens a 2 MiB stream window by default: a small one here.
+    let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(gw.addr))
+        .await
+        .expect("connect: timed out")
+        .expect("connect to the gateway");
+    let (send, conn) = tokio::time::timeout(
+        IO_TIMEOUT,
+        hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .handshake(TokioIo::new(stream)),
+    )
+    .await
+    .expect("h2 handshake: timed out")
+    .expect("h2 handshake");
+    let mut c = H2Conn {
+        send,
+        conn: tokio::spawn(async move {
+            let res = conn.await.map_err(|e| e.to_string());
+            (res, Instant::now())
+        }),
+    };
+    tokio::time::timeout(IO_TIMEOUT, c.send.ready())
+        .await
+        .expect("h2 ready: timed out")
+        .expect("h2 ready");
+    let req = Request::get("http://test.local/big")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = tokio::time::timeout(IO_TIMEOUT, c.send.send_request(req))
+        .await
+        .expect("h2 response: timed out")
+        .expect("h2 response");
+    assert_eq!(res.status(), StatusCode::OK);
+    // The body is held, never read. The gateway closes the connection once its
+    // response has waited for the window for send_timeout...
+    let ended = tokio::time::timeout(Duration::from_secs(8), c.conn).await;
+    assert!(
+        ended.is_ok(),
+        "the connection of a client that stopped reading is still open\nlogs:\n{}",
+        gw.logs()
+    );
+    drop(res);
+    // ...and the upstream exchange behind it is cancelled.
+    origin
+        .wait_until("the upstream stream cut", |o| {
+            o.drips()
+                .iter()
+                .any(|d| matches!(d, crate::support::origin::DripEnd::PeerGone(_)))
+        })
+        .await;
+}

@@ -87,3 +87,29 @@ async fn a_dead_static_endpoint_is_ejected_and_posts_stop_failing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_endpoint_named_by_host_name_is_probed() {
+    let good = checked_origin("good", 200).await;
+    let gw = Gateway::run(
+        "",
+        &format!(
+            "[[services]]\nname = \"app\"\nendpoints = [\"http://localhost:{}\"]\n\
+             health = {{ path = \"/healthz\", interval = \"200ms\", timeout = \"200ms\" }}\n\n\
+             [[routes]]\npath = \"/\"\nservice = \"app\"\n",
+            good.addr.port()
+        ),
+    )
+    .await;
+    // With an active check an endpoint takes traffic only once a probe passed:
+    // the name was resolved for the probe.
+    let res = until_status(&gw, "/x", 200, Duration::from_secs(3)).await;
+    assert_eq!(res.status, 200, "{}\n{}", res.dump(), gw.logs());
+    assert_eq!(res.body.text(), "good");
+    assert!(
+        good.records()
+            .iter()
+            .any(|r| r.head.start.starts_with("GET /healthz ")),
+        "no probe reached the origin"
+    );
+}

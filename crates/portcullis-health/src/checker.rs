@@ -182,12 +182,42 @@ impl HealthChecker {
 // === impl ProbeTask ===
 
 impl ProbeTask {
+    /// The address `host` names now, when it is a host name (not an IP literal)
+    /// that resolves within the probe timeout.
+    async fn lookup(&self) -> Option<SocketAddr> {
+        let authority = self.host.parse::<http::uri::Authority>().ok()?;
+        let name = authority.host();
+        if name.starts_with('[') || name.parse::<std::net::IpAddr>().is_ok() {
+            return None;
+        }
+        let port = authority.port_u16().unwrap_or(self.addr.port());
+        let found: Vec<SocketAddr> =
+            tokio::time::timeout(self.config.timeout, tokio::net::lookup_host((name, port)))
+                .await
+                .ok()?
+                .ok()?
+                .collect();
+        // The family it was reached at before, when the name has both.
+        found
+            .iter()
+            .find(|a| a.is_ipv4() == self.addr.is_ipv4())
+            .or(found.first())
+            .copied()
+    }
+
     async fn run(self) {
         let mut health = EndpointHealth::from_config(&self.config);
         let mut rng = Rng::seeded(&self.addr, &self.endpoint);
         let jitter = self.config.effective_jitter();
+        let mut addr = self.addr;
         loop {
-            let result = probe(self.addr, &self.host, &self.config).await;
+            // A host name is looked up again for every probe (the endpoint's
+            // address may change under it, as containers' do); the last address
+            // found serves when the lookup fails.
+            if let Some(found) = self.lookup().await {
+                addr = found;
+            }
+            let result = probe(addr, &self.host, &self.config).await;
             metrics::probed(
                 &self.service,
                 result.as_str(),

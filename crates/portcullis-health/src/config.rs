@@ -62,7 +62,8 @@ pub struct PassiveHealthConfig {
     /// Cap on the doubled ejection time. Default: 5m.
     #[serde(with = "duration_str")]
     pub max_ejection_time: Duration,
-    /// Never eject more than this share (percent) of a service's endpoints. Default: 50.
+    /// Never eject more than this share (percent) of a service's endpoints,
+    /// counting those out of rotation for failing their active checks. Default: 50.
     pub max_ejected_percent: u8,
 }
 

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use crate::config::PassiveHealthConfig;
 use crate::metrics;
-use crate::state::{EndpointStatus, ejection_time};
+use crate::state::{EndpointStatus, HealthState, ejection_time};
 
 /// The outcome of one live request to an endpoint, as the proxy saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,9 +94,10 @@ impl PassiveHealth {
         }
         let now = Instant::now();
         let total = endpoints.len();
-        let ejected = endpoints
+        // Out of rotation already: ejected, or failing their active checks.
+        let unavailable = endpoints
             .values()
-            .filter(|e| e.status.is_ejected_at(now))
+            .filter(|e| e.status.state() != HealthState::Healthy || e.status.is_ejected_at(now))
             .count();
         let Some(entry) = endpoints.get_mut(endpoint) else {
             return false;
@@ -113,8 +114,10 @@ impl PassiveHealth {
         if entry.consecutive < self.config.consecutive_failures || entry.status.is_ejected_at(now) {
             return false;
         }
-        // (ejected + 1) / total <= percent / 100, in integers.
-        let allowed = ejected.saturating_add(1).saturating_mul(100)
+        // (unavailable + 1) / total <= percent / 100, in integers: endpoints out
+        // for failing their probes count too, so that passive ejection does not
+        // take the last ones in rotation (unless the percentage is 100).
+        let allowed = unavailable.saturating_add(1).saturating_mul(100)
             <= total.saturating_mul(usize::from(self.config.max_ejected_percent));
         if !allowed {
             tracing::debug!(service = %self.service, endpoint = %id, "ejection skipped: max_ejected_percent reached");
@@ -261,6 +264,22 @@ mod tests {
         assert!(!s[0].is_available(), "time is up but no probe passed yet");
         assert!(s[0].clear_expired_ejection(Instant::now()));
         assert!(s[0].is_available());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endpoints_failing_their_probes_count_against_the_share() {
+        // Two endpoints, one out for failing its probes: ejecting the other would
+        // leave none in rotation.
+        let (p, s) = passive(2, true);
+        s[0].set_state(crate::HealthState::Unhealthy);
+        for _ in 0..10 {
+            assert!(!p.record("e1", Outcome::ServerError));
+        }
+        assert!(s[1].is_available());
+        // Once the first is healthy again, the second (still failing) may go.
+        s[0].set_state(crate::HealthState::Healthy);
+        assert!(p.record("e1", Outcome::ServerError));
+        assert!(!s[1].is_available());
     }
 
     #[test]

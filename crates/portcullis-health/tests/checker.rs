@@ -147,3 +147,19 @@ async fn dropping_the_checker_stops_all_probes() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(origin.accepted(), after, "no connection after drop");
 }
+
+#[tokio::test]
+async fn a_host_name_is_looked_up_again_for_each_probe() {
+    // Added with a stale address (nothing listens there) under a name that now
+    // resolves to the origin: the probe follows the name.
+    let origin = Origin::start(Reply::Raw(OK)).await;
+    let stale = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let checker = HealthChecker::new("svc", Some(fast()), PassiveHealthConfig::default()).unwrap();
+    let host = format!("localhost:{}", origin.addr.port());
+    let status = checker.add("e0", stale, host);
+    wait_until("healthy through the name", || status.is_available()).await;
+    assert!(origin.accepted() > 0);
+}

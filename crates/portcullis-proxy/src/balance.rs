@@ -17,6 +17,9 @@ pub enum Outcome {
     Timeout,
     /// A 5xx status, or a response that was not valid HTTP.
     ServerError,
+    /// The gateway's own cap for the upstream was full (nothing was sent): says
+    /// nothing of the upstream's health.
+    Overloaded,
 }
 
 /// Picks the upstream for each request.

@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tower_service::Service;
 
 use crate::caps::PerUpstream;
-use crate::error::{BoxError, UpstreamOverloaded, UpstreamTimedOut};
+use crate::error::{BoxError, UpstreamOverloaded};
 
 tokio::task_local! {
     /// A route's connect timeout, set around the request whose connection this
@@ -37,8 +37,6 @@ pub(crate) struct CappedConnector {
 #[derive(Debug)]
 struct Caps {
     wait: Duration,
-    /// The client's connect timeout, unless a route set its own.
-    connect_timeout: Duration,
     // Keyed by upstream authorities (never client data).
     per_upstream: PerUpstream,
 }
@@ -56,17 +54,11 @@ pin_project_lite::pin_project! {
 // === impl CappedConnector ===
 
 impl CappedConnector {
-    pub(crate) fn new(
-        http: HttpConnector,
-        per_upstream: usize,
-        wait: Duration,
-        connect_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(http: HttpConnector, per_upstream: usize, wait: Duration) -> Self {
         Self {
             http,
             caps: Arc::new(Caps {
                 wait,
-                connect_timeout,
                 per_upstream: PerUpstream::new(per_upstream),
             }),
         }
@@ -88,10 +80,12 @@ impl Service<Uri> for CappedConnector {
             .per_upstream
             .get(dst.authority().map_or("", |a| a.as_str()));
         let wait = self.caps.wait;
-        let connect_timeout = CONNECT_TIMEOUT
-            .try_with(|d| *d)
-            .unwrap_or(self.caps.connect_timeout);
         let mut http = self.http.clone();
+        // hyper-util's own timeout, split over the addresses a name resolves to
+        // (one silent address does not use up the others' time).
+        if let Ok(d) = CONNECT_TIMEOUT.try_with(|d| *d) {
+            http.set_connect_timeout(Some(d));
+        }
         Box::pin(async move {
             let permit = match sem.clone().try_acquire_owned() {
                 Ok(p) => p,
@@ -100,10 +94,7 @@ impl Service<Uri> for CappedConnector {
                     _ => return Err(Box::new(UpstreamOverloaded::new()) as BoxError),
                 },
             };
-            let io = match tokio::time::timeout(connect_timeout, http.call(dst)).await {
-                Ok(io) => io?,
-                Err(_) => return Err(Box::new(UpstreamTimedOut::new("connect")) as BoxError),
-            };
+            let io = http.call(dst).await?;
             Ok(CappedIo {
                 io,
                 _permit: permit,

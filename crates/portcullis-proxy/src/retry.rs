@@ -70,6 +70,8 @@ pub const MAX_RETRIES: u32 = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
     Connect,
+    /// The gateway's own cap for the upstream was full: nothing was sent.
+    Overloaded,
     Status(StatusCode),
     Timeout,
     Reset,
@@ -117,7 +119,7 @@ impl Conditions {
     /// is safe to send again after it was written.
     pub(crate) fn allows(&self, failure: Failure, idempotent: bool) -> bool {
         match failure {
-            Failure::Connect => true,
+            Failure::Connect | Failure::Overloaded => true,
             Failure::Status(s) => {
                 idempotent
                     && (self.server_error && s.is_server_error()
@@ -145,6 +147,7 @@ impl Failure {
     pub(crate) fn reason(self) -> &'static str {
         match self {
             Failure::Connect => "connect_failure",
+            Failure::Overloaded => "overloaded",
             Failure::Status(_) => "status",
             Failure::Timeout => "timeout",
             Failure::Reset => "reset",

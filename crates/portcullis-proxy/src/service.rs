@@ -131,15 +131,14 @@ impl ProxyClient {
         config.validate()?;
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        // The connect timeout is the connector's (a route may set its own).
-        http.set_connect_timeout(None);
+        // A route may set its own (see `CONNECT_TIMEOUT`).
+        http.set_connect_timeout(Some(config.connect_timeout));
         http.set_keepalive(Some(std::time::Duration::from_secs(60)));
         http.enforce_http(true);
         let connector = CappedConnector::new(
             http,
             config.max_connections_per_upstream,
             config.connection_wait_timeout,
-            config.connect_timeout,
         );
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -462,6 +461,7 @@ where
                 Failure::Status(res.status())
             }
             Ok(Ok(_)) => break sent,
+            Ok(Err(e)) if classify(e) == Cause::UpstreamOverloaded => Failure::Overloaded,
             Ok(Err(e)) if e.is_connect() => Failure::Connect,
             Ok(Err(e)) if classify(e) == Cause::UpstreamUnreachable => Failure::Reset,
             Ok(Err(_)) => break sent,
@@ -487,13 +487,15 @@ where
         // already counts it (a penalty, a passive-health failure).
         picked.report(match failure {
             Failure::Connect => Outcome::ConnectError,
+            Failure::Overloaded => Outcome::Overloaded,
             Failure::Timeout => Outcome::Timeout,
             Failure::Status(_) | Failure::Reset => Outcome::ServerError,
         });
         // An endpoint that refused the connection is not tried again at once:
         // with nothing else to pick, the failure stands.
-        let next = pick_other(&*retry.balance, &upstream)
-            .filter(|n| failure != Failure::Connect || n.upstream != upstream);
+        let next = pick_other(&*retry.balance, &upstream).filter(|n| {
+            !matches!(failure, Failure::Connect | Failure::Overloaded) || n.upstream != upstream
+        });
         let Some(next) = next else {
             metrics::counter!(UPSTREAM_RETRIES_TOTAL, "outcome" => "no_endpoint", "reason" => reason).increment(1);
             break sent;
@@ -571,7 +573,8 @@ where
         Ok(Err(e)) => {
             let cause = classify(&e);
             picked.report(match cause {
-                Cause::UpstreamUnreachable | Cause::UpstreamOverloaded => Outcome::ConnectError,
+                Cause::UpstreamUnreachable => Outcome::ConnectError,
+                Cause::UpstreamOverloaded => Outcome::Overloaded,
                 Cause::UpstreamTimeout => Outcome::Timeout,
                 _ => Outcome::ServerError,
             });
