@@ -24,6 +24,17 @@ fn route(path: &str, service: &str) -> String {
     format!("[[routes]]\npath = \"{path}\"\nservice = \"{service}\"\n\n")
 }
 
+/// A gateway run from the config `text` (a file it can re-read), with the admin
+/// token set.
+async fn started(text: &str) -> Gateway {
+    Gateway::run_file_with_env(
+        TempDir::new(),
+        text,
+        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
+    )
+    .await
+}
+
 async fn reload(gw: &Gateway) -> crate::support::Response {
     api(gw, "POST", "/api/v1/reload", Some(TOKEN), None).await
 }
@@ -49,12 +60,7 @@ async fn reload_swaps_routes_keeps_registrations_and_refuses_bad_configs() {
         route("/a/", "one"),
         route("/slow/", "slow"),
     );
-    let gw = Gateway::run_file_with_env(
-        TempDir::new(),
-        &v1,
-        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
-    )
-    .await;
+    let gw = started(&v1).await;
     assert_eq!(exchange(&gw, &get("/a/x")).await.body.text(), "one");
     assert_eq!(exchange(&gw, &get("/b/x")).await.status, 404);
 
@@ -185,12 +191,7 @@ async fn a_reload_that_drops_a_filter_set_in_use_is_refused() {
         "{}[[filter_sets.web]]\nresponse_headers = {{ add = {{ \"x-set\" = \"web\" }} }}\n",
         head(&state)
     );
-    let gw = Gateway::run_file_with_env(
-        TempDir::new(),
-        &with_set,
-        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
-    )
-    .await;
+    let gw = started(&with_set).await;
     let body = json!({ "routes": [ { "path": "/reg/" } ], "filters": "web" }).to_string();
     let res = api(&gw, "PUT", "/api/v1/services/reg", Some(TOKEN), Some(&body)).await;
     assert_eq!(res.status, 201, "{}", res.dump());
@@ -251,12 +252,7 @@ async fn reload_moves_listeners_and_old_connections_finish_then_close() {
         route("/slow/", "slow"),
     );
     let v1 = format!("{}{rest}", head(&state));
-    let gw = Gateway::run_file_with_env(
-        TempDir::new(),
-        &v1,
-        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
-    )
-    .await;
+    let gw = started(&v1).await;
     let old_admin = gw.admin_addr();
 
     // An idle keep-alive connection, and one with a request in flight.
@@ -335,12 +331,7 @@ async fn reload_of_listener_limits_keeps_the_socket_and_refuses_a_bind_failure()
         service("fast", &fast.url()),
         route("/fast/", "fast")
     );
-    let gw = Gateway::run_file_with_env(
-        TempDir::new(),
-        &v1,
-        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
-    )
-    .await;
+    let gw = started(&v1).await;
     let mut old = Client::connect(gw.addr).await;
     old.send(&get("/fast/1")).await;
     assert_eq!(old.response().await.status, 200);
@@ -412,12 +403,7 @@ async fn max_connections_bounds_old_and_new_generations_together() {
         service("fast", &fast.url()),
         route("/fast/", "fast")
     );
-    let gw = Gateway::run_file_with_env(
-        TempDir::new(),
-        &v1,
-        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
-    )
-    .await;
+    let gw = started(&v1).await;
     // Two keep-alive connections of the first generation stay open (idle).
     let mut old = Vec::new();
     for i in 0..2 {
@@ -477,12 +463,7 @@ async fn connections_queued_on_a_moved_listener_are_answered_not_reset() {
         service("fast", &fast.url()),
         route("/fast/", "fast")
     );
-    let gw = Gateway::run_file_with_env(
-        TempDir::new(),
-        &v1,
-        &[EnvChange::Set("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
-    )
-    .await;
+    let gw = started(&v1).await;
     let mut holder = Client::connect(gw.addr).await;
     holder.send(&get("/fast/holder")).await;
     assert_eq!(holder.response().await.status, 200);
