@@ -86,26 +86,13 @@ fn json(body: &'static str) -> Response {
 
 /// Admin connections served at once: the admin listener's own budget, apart
 /// from the proxy listener's `max_connections`, so a flood of either cannot take
-/// the other's slots. Past it a new admin connection is closed at once.
+/// the other's slots. Past it a new admin connection gets the gateway's 503
+/// `overloaded` answer and is closed.
 pub const ADMIN_MAX_CONNECTIONS: usize = 256;
 
-/// Serves the admin endpoints until the task is dropped. HTTP/1.1 with a 10 s
-/// header read timeout (axum's own `serve` has none), at most
-/// [`ADMIN_MAX_CONNECTIONS`] connections at once.
-pub async fn serve(listener: TcpListener, app: Router) {
-    // Kept alive for as long as it serves: a dropped sender reads as "stop".
-    let (_stop, stop) = tokio::sync::watch::channel(false);
-    serve_with(
-        listener,
-        app,
-        Arc::new(tokio::sync::Semaphore::new(ADMIN_MAX_CONNECTIONS)),
-        stop,
-    )
-    .await;
-}
-
-/// Serves until `stop` turns true; then serves what is already queued on the
-/// socket (closing it would reset those connections) and returns.
+/// Serves the admin endpoints (HTTP/1.1, a 10 s header read timeout: axum's own
+/// `serve` has none) until `stop` turns true; then serves what is already
+/// queued on the socket (closing it would reset those connections) and returns.
 async fn serve_with(
     listener: TcpListener,
     app: Router,

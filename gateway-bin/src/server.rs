@@ -61,29 +61,6 @@ pub struct ListenerLimits {
     pub max_connection_lifetime: Duration,
 }
 
-/// Serves `stack` on `listener` until `shutdown` resolves, then drains in-flight
-/// requests for up to `limits.shutdown_timeout`.
-pub async fn serve<S, B>(
-    listener: TcpListener,
-    stack: S,
-    limits: ListenerLimits,
-    shutdown: impl Future<Output = ()>,
-) where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let frontend = Frontend::new();
-    frontend.start(Arc::new(listener), stack, limits);
-    shutdown.await;
-    frontend.shutdown().await;
-}
-
 /// The proxy listener and its generations (R18). Each [`Frontend::start`] begins
 /// a generation: an accept loop with its own stack and limits, on a new socket or
 /// on the one the previous generation used. The previous generation then stops

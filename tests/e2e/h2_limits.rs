@@ -38,25 +38,35 @@ fn echo(r: &Record) -> Action {
 }
 
 /// An h2c client connection whose end can be awaited.
-struct H2Conn {
-    send: SendRequest<Full<Bytes>>,
+pub(crate) struct H2Conn {
+    pub(crate) send: SendRequest<Full<Bytes>>,
     /// hyper's connection future, driven in a task; yields how it ended and when.
     conn: JoinHandle<(Result<(), String>, Instant)>,
 }
 
+/// An h2c connection with hyper's default client settings.
 async fn h2_connect(gw: &Gateway) -> H2Conn {
+    h2_connect_with(
+        gw,
+        &hyper::client::conn::http2::Builder::new(TokioExecutor::new()),
+    )
+    .await
+}
+
+/// An h2c connection made with `builder`; every step has a timeout.
+pub(crate) async fn h2_connect_with(
+    gw: &Gateway,
+    builder: &hyper::client::conn::http2::Builder<TokioExecutor>,
+) -> H2Conn {
     let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(gw.addr))
         .await
         .expect("connect: timed out")
         .expect("connect to the gateway");
     let _ = stream.set_nodelay(true);
-    let (send, conn) = tokio::time::timeout(
-        IO_TIMEOUT,
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)),
-    )
-    .await
-    .expect("h2 handshake: timed out")
-    .unwrap_or_else(|e| panic!("h2 handshake: {e}\nlogs:\n{}", gw.logs()));
+    let (send, conn) = tokio::time::timeout(IO_TIMEOUT, builder.handshake(TokioIo::new(stream)))
+        .await
+        .expect("h2 handshake: timed out")
+        .unwrap_or_else(|e| panic!("h2 handshake: {e}\nlogs:\n{}", gw.logs()));
     let conn = tokio::spawn(async move {
         let res = conn.await.map_err(|e| e.to_string());
         (res, Instant::now())
@@ -309,27 +319,13 @@ async fn a_client_that_stops_reading_a_stream_is_closed_at_send_timeout() {
     .await;
     let gw = gateway(&origin, "send_timeout = \"1s\"").await;
     // hyper's client opens a 2 MiB stream window by default: a small one here.
-    let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(gw.addr))
-        .await
-        .expect("connect: timed out")
-        .expect("connect to the gateway");
-    let (send, conn) = tokio::time::timeout(
-        IO_TIMEOUT,
+    let mut c = h2_connect_with(
+        &gw,
         hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(65_535)
-            .initial_connection_window_size(65_535)
-            .handshake(TokioIo::new(stream)),
+            .initial_connection_window_size(65_535),
     )
-    .await
-    .expect("h2 handshake: timed out")
-    .expect("h2 handshake");
-    let mut c = H2Conn {
-        send,
-        conn: tokio::spawn(async move {
-            let res = conn.await.map_err(|e| e.to_string());
-            (res, Instant::now())
-        }),
-    };
+    .await;
     tokio::time::timeout(IO_TIMEOUT, c.send.ready())
         .await
         .expect("h2 ready: timed out")

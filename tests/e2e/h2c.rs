@@ -7,30 +7,19 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
+use hyper_util::rt::TokioExecutor;
 
 use crate::support::wire::IO_TIMEOUT;
 use crate::support::{Action, Gateway, Origin, Record, ok, proxy_to};
 
 /// An h2c connection to the gateway; the connection task runs in the background.
 pub(crate) async fn h2_connect(gw: &Gateway) -> SendRequest<Full<Bytes>> {
-    let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(gw.addr))
-        .await
-        .expect("connect: timed out")
-        .expect("connect to the gateway");
-    let _ = stream.set_nodelay(true);
-    let (send, conn) = tokio::time::timeout(
-        IO_TIMEOUT,
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)),
+    crate::h2_limits::h2_connect_with(
+        gw,
+        &hyper::client::conn::http2::Builder::new(TokioExecutor::new()),
     )
     .await
-    .expect("h2 handshake: timed out")
-    .unwrap_or_else(|e| panic!("h2 handshake: {e}\nlogs:\n{}", gw.logs()));
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
+    .send
 }
 
 /// Sends `req` and reads the whole response, each step with a timeout.

@@ -88,6 +88,25 @@ async fn sigterm_sends_goaway_to_http2_clients_and_finishes_their_streams() {
     let pending = tokio::spawn(async move { h2_exchange(&mut in_flight, req).await });
     origin.wait_records(1).await;
     gw.terminate().await;
+    // The GOAWAY arrives while the first stream is still open: a new stream on
+    // the same connection is refused and never reaches the origin.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = send.clone();
+    let second = tokio::time::timeout(Duration::from_secs(10), async move {
+        again.ready().await?;
+        let req = http::Request::get("http://test.local/second")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        again.send_request(req).await
+    })
+    .await
+    .expect("the second stream: timed out");
+    assert!(
+        second.is_err(),
+        "a new stream was served after SIGTERM: {:?}",
+        second.map(|r| r.status())
+    );
+    assert_eq!(origin.records().len(), 1);
     // The stream already open finishes...
     let (parts, body) = tokio::time::timeout(Duration::from_secs(10), pending)
         .await
